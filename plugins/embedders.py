@@ -11,7 +11,7 @@ import torch
 
 from workbench.models.base import Denoiser
 from workbench.registry import hookimpl
-from workbench.state import BlockState
+from workbench.state import BlockState, StashKey
 
 # Added to the norm before dividing (DMax Eq. 10): keeps h finite when p*E(top) and (1-p)*e_mask cancel.
 HYBRID_EPS = 1e-6
@@ -29,24 +29,34 @@ def hard_embeddings(state: BlockState, model: Denoiser, tokens: torch.Tensor) ->
     return torch.where(state.is_mask[..., None], model.mask_embedding(), table[tokens])
 
 
-def hybrid(e_top: torch.Tensor, e_mask: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+def hybrid(e_top: torch.Tensor, e_mask: torch.Tensor, p: torch.Tensor,
+           top_norm: torch.Tensor | None = None) -> torch.Tensor:
     """DMax SPD norm-preserving hybrid of a token embedding and the mask embedding.
 
-    e_top: (..., D) E(top), e_mask: (D,), p: (...) weight of the token. Computed in float32 or better and
-    returned in e_top's dtype.
+    e_top: (..., D) E(top), e_mask: (D,), p: (...) weight of the token; top_norm: (...) ||E(top)|| when the
+    caller has it (SPD looks it up in a table of row norms). Computed in float32 or better and returned in
+    e_top's dtype.
     """
     dtype = e_top.dtype
     work = torch.promote_types(dtype, torch.float32)
     e_top, e_mask, p = e_top.to(work), e_mask.to(work), p.to(work)[..., None]
-    mixed = p * e_top + (1 - p) * e_mask  # Eq. 9: h~
-    target = p * e_top.norm(dim=-1, keepdim=True) + (1 - p) * e_mask.norm()  # Eq. 10: target norm
-    return (mixed / (mixed.norm(dim=-1, keepdim=True) + HYBRID_EPS) * target).to(dtype)
+    top_norm = e_top.norm(dim=-1, keepdim=True) if top_norm is None else top_norm.to(work)[..., None]
+    mixed = torch.lerp(e_mask, e_top, p)  # Eq. 9: h~ = p E(top) + (1 - p) e_mask
+    target = torch.lerp(e_mask.norm(), top_norm, p)  # Eq. 10: p ||E(top)|| + (1 - p) ||e_mask||
+    return (mixed * (target / (mixed.norm(dim=-1, keepdim=True) + HYBRID_EPS))).to(dtype)
+
+
+# ||E(v)|| of every vocabulary row, computed once per `generate` call (one stash lives for one call).
+_ROW_NORMS = StashKey[torch.Tensor]()
 
 
 def hybrid_embeddings(state: BlockState, model: Denoiser) -> torch.Tensor:
     """SPD input: token positions get hybrid(E(top), e_mask, conf), mask positions e_mask. (B, L, D)"""
-    e_mask = model.mask_embedding()
-    soft = hybrid(model.embedding_table()[state.top], e_mask, state.conf)
+    table, e_mask = model.embedding_table(), model.mask_embedding()
+    norms = state.stash.get(_ROW_NORMS)
+    if norms is None:
+        norms = state.stash[_ROW_NORMS] = table.to(torch.promote_types(table.dtype, torch.float32)).norm(dim=-1)
+    soft = hybrid(table[state.top], e_mask, state.conf, top_norm=norms[state.top])
     return torch.where(state.is_mask[..., None], e_mask, soft)
 
 

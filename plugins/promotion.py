@@ -76,11 +76,12 @@ def contiguous_prefix(state: BlockState, tau: float) -> torch.Tensor:
     """DMax SPD: the longest run of open mask positions starting at the leftmost one whose conf >= tau;
     if that run is empty, the leftmost open position alone."""
     open_ = state.open_masks
-    first = open_.to(torch.uint8).argmax(-1, keepdim=True)  # (B, 1) leftmost open position
-    pos = torch.arange(open_.shape[1], device=open_.device)[None]
-    ok = (open_ & (state.conf >= tau)) | (pos < first)  # positions before the run never break it
-    run = ok.long().cumprod(-1).bool() & (pos >= first)
-    return run | leftmost(state, open_)
+    first = open_.to(torch.uint8).argmax(-1, keepdim=True)  # (B, 1) leftmost open position (0 if none)
+    pos = torch.arange(open_.shape[1], device=open_.device)
+    # Positions before the leftmost never break the run; from it on, the run lasts while positions are
+    # open and confident (cummin: True until the first False). The leftmost is taken in any case.
+    ok = (open_ & (state.conf >= tau)) | (pos < first)  # (B, L)
+    return (ok.cummin(-1).values | (pos == first)) & open_
 
 
 def above_threshold(state: BlockState, tau: float) -> torch.Tensor:

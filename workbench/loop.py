@@ -38,7 +38,7 @@ def predict(logits: torch.Tensor, mask_id: int, temperature: float, generator: t
     predicted: its logit is removed, so a committed token is always a real token.
     """
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    logits[..., mask_id] = float("-inf")
+    logits.select(-1, mask_id).fill_(float("-inf"))
     probs = logits.softmax(-1)  # (n, L, V)
     if temperature > 0:
         tempered = (logits / temperature).softmax(-1).flatten(0, 1)  # (n*L, V)
@@ -51,8 +51,8 @@ def predict(logits: torch.Tensor, mask_id: int, temperature: float, generator: t
 
 def fallback(state: BlockState, open_masks: torch.Tensor, promoted: torch.Tensor) -> torch.Tensor:
     """Progress guarantee: rows with mask positions that promoted nothing get their most confident one."""
-    need = open_masks.any(-1, keepdim=True) & ~promoted.any(-1, keepdim=True)  # (B, 1)
-    best = state.conf.masked_fill(~open_masks, -1.0).argmax(-1, keepdim=True)  # (B, 1)
+    need = promoted.any(-1, keepdim=True) < open_masks.any(-1, keepdim=True)  # (B, 1): none promoted, some open
+    best = state.conf.where(open_masks, -1.0).argmax(-1, keepdim=True)  # (B, 1)
     return torch.zeros_like(promoted).scatter_(1, best, need)
 
 
@@ -98,38 +98,44 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
                                        mask_id=model.mask_id, vocab_size=model.vocab_size, config=config,
                                        stash=stash)
         nfe[rows] += runner.start_block(canvas[rows], valid[rows], block_ids[rows], lo, hi)
-        while not bool(state.done.all()):
-            running = ~state.done  # (B,)
+        n_running = state.batch_size  # rows still refining this block; the running set only shrinks
+        while n_running:
+            everyone = n_running == state.batch_size  # a Python int: no host sync, no row indexing
+            running = state.running  # (B,)
             embeds = hooks.embed_state(state, model)  # (B, L, D)
-            logits = runner.forward(embeds[running], running)  # (b, L, V)
-            nfe[rows[running.cpu()]] += 1
+            logits = runner.forward(embeds if everyone else embeds[running], running)  # (b, L, V)
             state.step += 1
-            state.steps = state.steps + running.long()
+            state.steps = state.steps + (1 if everyone else running.long())
             top, conf, probs = predict(logits, model.mask_id, config.temperature, generator, hooks.needs_probs)
             state.prev_top = state.top if state.step > 1 else None
-            state.top, state.conf = state.top.clone(), state.conf.clone()
-            state.top[running], state.conf[running] = top, conf
+            if everyone:
+                state.top, state.conf = top, conf
+            else:  # out of place: hooks may have kept the previous tensors
+                state.top = state.top.index_put((running,), top)
+                state.conf = state.conf.index_put((running,), conf)
             if probs is not None:
-                if state.probs is None:
-                    state.probs = torch.zeros(*state.ids.shape, probs.shape[-1], device=device)
-                state.probs[running] = probs
+                state.probs = probs if everyone else state.probs.index_put((running,), probs)
 
-            open_masks = state.open_masks
             promoted = hooks.promote(state)  # (B, L) bool
-            promoted = promoted | fallback(state, open_masks, promoted)
+            promoted = promoted | fallback(state, state.open_masks, promoted)
             state.promoted = promoted
             state.ids = torch.where(promoted, state.top, state.ids)
             state.is_mask = state.is_mask & ~promoted
 
-            state.converged = hooks.converge(state) & running  # (B,)
-            state.finishing = running & (state.converged | (state.steps >= config.cap))
-            if bool(state.finishing.any()):
+            converged = hooks.converge(state)  # (B,)
+            state.converged = converged if everyone else converged & running
+            # Every running row has run every step of the block, so the forward cap is one Python test.
+            state.finishing = running if state.step >= config.cap else state.converged
+            finishing = int(state.finishing.sum())  # the step's one host sync the loop itself needs
+            if finishing:
                 committed = hooks.commit(state)  # (B, L)
                 state.ids = torch.where(state.finishing[:, None], committed, state.ids)
                 state.is_mask = state.is_mask & ~state.finishing[:, None]
                 state.done = state.done | state.finishing
+                n_running -= finishing
             hooks.on_step_end(state)
 
+        nfe[rows] += state.steps.cpu()
         hooks.on_block_end(state, state.ids)
         canvas[rows, lo:hi] = state.ids
         now = time.perf_counter() - t0

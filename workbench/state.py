@@ -149,6 +149,9 @@ class BlockState:
     mask_id: int
     vocab_size: int
     stash: Stash = attrs.field(factory=Stash)
+    # open_masks of the last (is_mask, active, done) it was computed from: read ~4 times per step (promote,
+    # its contract check, the progress fallback, plugins), it is a handful of ops each time otherwise.
+    _open_memo: tuple | None = attrs.field(default=None, init=False, repr=False)
 
     @classmethod
     def start_block(cls, *, block_index: int, start: int, rows: torch.Tensor, length: int, mask_id: int,
@@ -185,7 +188,12 @@ class BlockState:
     @property
     def open_masks(self) -> torch.Tensor:
         """(B, L) bool, active mask positions of rows still running (what `promote` may return)."""
-        return self.is_mask & self.active & ~self.done[:, None]
+        # The loop replaces these tensors rather than writing into them; `_version` also catches a write.
+        key = tuple((t, t._version) for t in (self.is_mask, self.active, self.done))
+        memo = self._open_memo
+        if memo is None or any(a is not b or va != vb for (a, va), (b, vb) in zip(memo[0], key)):
+            memo = self._open_memo = (key, self.is_mask & self.active & ~self.done[:, None])
+        return memo[1]
 
 
 @attrs.frozen(kw_only=True)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from plugins.convergence import stable_or_confident
+from plugins.convergence import confident, stable, stable_or_confident
+from plugins.promotion import contiguous_prefix
 from workbench.loop import generate
 from workbench.properties import ScriptedDenoiser
 from workbench.properties import make_block_state as block_state
@@ -77,3 +80,55 @@ def test_token_positions_are_revised_and_fed_as_hard_embeddings():
 
 def test_providers():
     assert set(decision_providers(make_manager("hard")).values()) == {"hard"}
+
+
+# -- the vectorised rules against per-row Python references, on random states ------------------------------
+
+ROWS = st.integers(1, 4).flatmap(lambda b: st.integers(1, 8).flatmap(lambda n: st.tuples(
+    st.lists(st.lists(st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]), min_size=n, max_size=n), min_size=b, max_size=b),
+    st.lists(st.lists(st.booleans(), min_size=n, max_size=n), min_size=b, max_size=b),
+    st.lists(st.booleans(), min_size=b, max_size=b),  # done rows
+    st.lists(st.lists(st.booleans(), min_size=n, max_size=n), min_size=b, max_size=b),  # top changed
+)))
+
+
+def random_state(rows):
+    conf, is_mask, done, changed = rows
+    state = block_state(conf, is_mask=is_mask)
+    state.done = torch.tensor(done)
+    state.prev_top = torch.where(torch.tensor(changed), 8, state.top)
+    return state
+
+
+def reference_contiguous(conf, open_, tau):
+    out = [False] * len(conf)
+    if True in open_:
+        first = open_.index(True)
+        out[first] = True  # the leftmost is always taken
+        j = first
+        while j < len(conf) and open_[j] and conf[j] >= tau:
+            out[j] = True
+            j += 1
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(ROWS, st.sampled_from([0.0, 0.5, 0.75, 1.0]))  # exact in float32
+def test_contiguous_prefix_matches_reference(rows, tau):
+    state = random_state(rows)
+    expected = [reference_contiguous(c, o, tau) for c, o in zip(state.conf.tolist(), state.open_masks.tolist())]
+    assert contiguous_prefix(state, tau).tolist() == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(ROWS, st.booleans(), st.sampled_from([0.5, 0.75]))
+def test_convergence_rules_match_reference(rows, promoted_any, tau_acc):
+    state = random_state(rows)
+    state.promoted = torch.zeros_like(state.is_mask)
+    state.promoted[:, 0] = promoted_any
+    for i in range(state.batch_size):
+        tokens = [not m for m in state.is_mask[i].tolist()]
+        unchanged = all(t == p or not tok for t, p, tok in
+                        zip(state.top[i].tolist(), state.prev_top[i].tolist(), tokens))
+        assert bool(stable(state)[i]) == (unchanged and not promoted_any)
+        assert bool(confident(state, tau_acc)[i]) == all(c >= tau_acc for c in state.conf[i].tolist())
