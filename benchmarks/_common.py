@@ -18,9 +18,35 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
+
+
+def add_precision_argument(parser) -> None:
+    parser.add_argument("--dtype", choices=("auto", *DTYPES), default="auto",
+                        help="weights: auto = bfloat16 on CUDA (with TF32), float32 on the CPU, as `workbench run`")
+
+
+def dtype(name: str = "auto") -> torch.dtype:
+    """The weight dtype for `--dtype`; switches TF32 on for CUDA as `workbench.placement.place` does."""
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return DTYPES[name]
+
+
 def model(*, block_causal: bool = True, dtype=torch.float32, **size):
-    return build_random_model(VOCAB, seed=0, dtype=dtype, block_causal=block_causal,
-                              **{**DEFAULT_SIZE, **size}).to(device())
+    """A random native model, default size unless `size` says otherwise. Wider models get 64-wide heads
+    (GPT-2 small's: hidden 768, 12 layers, 12 heads gives the ~100M-parameter model of the GPU targets)."""
+    size = {**DEFAULT_SIZE, **size}
+    if size["hidden_size"] > DEFAULT_SIZE["hidden_size"]:
+        size["num_heads"] = size["hidden_size"] // 64
+    return build_random_model(VOCAB, seed=0, dtype=dtype, block_causal=block_causal, **size).to(device())
+
+
+def params(m) -> str:
+    """Parameter count in millions, for the printed set-up line."""
+    return f"{sum(p.numel() for p in m.parameters()) / 1e6:.1f}M params"
 
 
 def prompts(count: int, length: int, *, vary: int = 0) -> list[list[int]]:

@@ -1,7 +1,9 @@
 """Cached vs uncached decoding on the same model and prompts, measured side by side in one run.
 
 Block-causal model: the exact prefix cache (`cache=prefix`) must give token-identical outputs and NFE
-to `cache=none`; asserted. Bidirectional model: Fast-dLLM's approximate prefix and dual caches vs none
+to `cache=none`; asserted on a float64 copy of the model (exact arithmetic up to summation order, so a
+near-tied argmax cannot flip), then timed in the working dtype (`--dtype`, bfloat16 on CUDA) where the
+agreement is printed. Bidirectional model: Fast-dLLM's approximate prefix and dual caches vs none
 (tokens may differ; the agreement is printed). Default: the default-size model (vocab 90, hidden 128,
 4 layers), 256 generated tokens, block 32, threshold decoding (tau 0.9, Fast-dLLM's default). Runs on
 CUDA when present, else the CPU.
@@ -33,19 +35,31 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--skip-bidirectional", action="store_true")
+    C.add_precision_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     prompts = C.prompts(args.batch, args.prompt_len, vary=3)
+    dtype = C.dtype(args.dtype)
     print(f"device: {C.machine()}; batch {args.batch}, prompt {args.prompt_len}, new {args.new}, "
-          f"block {args.block}, hidden {args.hidden}, layers {args.layers}, threshold tau 0.9")
+          f"block {args.block}, hidden {args.hidden}, layers {args.layers}, {dtype}, threshold tau 0.9")
 
     layouts = [(True, ("none", "prefix"))] + ([] if args.skip_bidirectional else [(False, ("none", "prefix", "dual"))])
     for block_causal, modes in layouts:
-        model = C.model(block_causal=block_causal, hidden_size=args.hidden, num_layers=args.layers)
+        size = dict(block_causal=block_causal, hidden_size=args.hidden, num_layers=args.layers)
 
-        def run(mode):
+        def run(mode, model=None):
             config = DecodeConfig(block_size=args.block, max_new_tokens=args.new, cache=mode)
-            return generate(model, prompts, make_manager("threshold", params={"tau": 0.9}), config)
+            return generate(model or timed_model, prompts, make_manager("threshold", params={"tau": 0.9}), config)
+
+        if block_causal:  # exactness, on a float64 copy
+            exact = C.model(dtype=torch.float64, **size)
+            ref, cached = run("none", exact), run("prefix", exact)
+            assert [r.ids for r in ref] == [r.ids for r in cached] and [r.nfe for r in ref] == [r.nfe for r in cached], \
+                "the exact cache changed the float64 decode"
+            print(f"block-causal, float64: cached and uncached decodes are token- and NFE-identical "
+                  f"({sum(len(r.ids) for r in ref)} tokens)")
+            del exact
+        timed_model = C.model(dtype=dtype, **size)
 
         times: dict[str, list[float]] = {m: [] for m in modes}
         outputs = {m: run(m) for m in modes}  # warm-up, and the outputs compared below
@@ -54,16 +68,14 @@ def main() -> None:
                 times[m].append(C.timed(lambda: run(m))[1])
         base = outputs["none"]
         nfe = sum(r.nfe for r in base)
-        label = "block-causal (exact)" if block_causal else "bidirectional (approximate)"
+        label = f"{C.params(timed_model)}, " + ("block-causal (exact)" if block_causal else "bidirectional (approximate)")
         for m in modes[1:]:
             same = [r.ids for r in outputs[m]] == [r.ids for r in base]
-            if block_causal:
-                assert same and [r.nfe for r in outputs[m]] == [r.nfe for r in base], "exact cache changed the decode"
             ratio = statistics.median(times["none"]) / statistics.median(times[m])
             paired = statistics.median(a / b for a, b in zip(times["none"], times[m]))
             print(f"{label}: none {statistics.median(times['none']) * 1e3:.0f} ms vs {m} "
                   f"{statistics.median(times[m]) * 1e3:.0f} ms -> speed-up {ratio:.2f}x (paired median "
-                  f"{paired:.2f}x); NFE {nfe}; tokens identical: {same}")
+                  f"{paired:.2f}x); NFE {nfe}; tokens identical in {dtype}: {same}")
 
 
 if __name__ == "__main__":

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
+import _common as C
 from plugins.embedders import hybrid
 from workbench.loop import generate, predict
-from workbench.models.native import build_random_model
 from workbench.registry import make_manager
 from workbench.state import DecodeConfig
 
@@ -26,16 +25,18 @@ TAU_DEC, TAU_ACC = 0.5, 0.9
 
 @torch.no_grad()
 def inlined_spd(model, prompts, config: DecodeConfig):
-    """SPD without the plugin machinery. Returns (ids per row, nfe per row)."""
+    """SPD without the plugin machinery, written as lean as a hand-made decoder. Returns (ids, nfe) per row."""
     n, p_len, g_len, bs = len(prompts), max(map(len, prompts)), config.max_new_tokens, config.block_size
     table, e_mask, mask_id = model.embedding_table(), model.mask_embedding(), model.mask_id
-    canvas = torch.full((n, p_len + g_len), mask_id, dtype=torch.long)
-    valid = torch.ones(n, p_len + g_len, dtype=torch.bool)
+    device = table.device
+    norms = table.float().norm(dim=-1)
+    canvas = torch.full((n, p_len + g_len), mask_id, dtype=torch.long, device=device)
+    valid = torch.ones(n, p_len + g_len, dtype=torch.bool, device=device)
     for i, prompt in enumerate(prompts):
         pad = p_len - len(prompt)
         canvas[i, :pad], valid[i, :pad] = model.pad_id, False
         canvas[i, pad:p_len] = torch.tensor(prompt)
-    block_ids = torch.tensor([0] * p_len + [1 + j // bs for j in range(g_len)]).expand(n, -1)
+    block_ids = torch.tensor([0] * p_len + [1 + j // bs for j in range(g_len)], device=device).expand(n, -1)
     nfe = torch.zeros(n, dtype=torch.long)
     alive = torch.ones(n, dtype=torch.bool)
     decoded = [0] * n
@@ -49,44 +50,48 @@ def inlined_spd(model, prompts, config: DecodeConfig):
         prefix = table[canvas[rows, :lo]]
         suffix = e_mask.expand(b, stop - hi, table.shape[1])
         bids, vals = block_ids[rows, :stop], valid[rows, :stop]
-        is_mask = torch.ones(b, length, dtype=torch.bool)
-        top = torch.full((b, length), mask_id)
-        conf = torch.zeros(b, length)
-        prev_top = None
-        done = torch.zeros(b, dtype=torch.bool)
-        steps = torch.zeros(b, dtype=torch.long)
-        ids = top.clone()
-        while not bool(done.all()):
+        pos = torch.arange(length, device=device)
+        is_mask = torch.ones(b, length, dtype=torch.bool, device=device)
+        top = torch.full((b, length), mask_id, device=device)
+        conf = torch.zeros(b, length, device=device)
+        done = torch.zeros(b, dtype=torch.bool, device=device)
+        steps = torch.zeros(b, dtype=torch.long, device=device)
+        ids, prev_top, step, running_rows = top, None, 0, b
+        while running_rows:
+            everyone = running_rows == b
             run = ~done
-            soft = hybrid(table[top], e_mask, conf)
-            embeds = torch.where(is_mask[..., None], e_mask, soft)[run]
-            x = torch.cat([prefix[run], embeds, suffix[run]], dim=1)
-            logits = model.denoise(x, block_ids=bids[run], valid=vals[run])[:, lo:hi]
-            nfe[rows[run]] += 1
-            steps += run.long()
+            soft = hybrid(table[top], e_mask, conf, top_norm=norms[top])
+            embeds = torch.where(is_mask[..., None], e_mask, soft)
+            x = torch.cat([prefix, embeds, suffix], dim=1)
+            if everyone:
+                logits = model.denoise(x, block_ids=bids, valid=vals)[:, lo:hi]
+            else:
+                logits = model.denoise(x[run], block_ids=bids[run], valid=vals[run])[:, lo:hi]
+            step += 1
+            steps = steps + (1 if everyone else run.long())
             t, c, _ = predict(logits, mask_id, 0.0, None, False)
-            prev_top = top if prev_top is not None or bool((steps > 1).any()) else None
-            top, conf = top.clone(), conf.clone()
-            top[run], conf[run] = t, c
+            prev_top = top if step > 1 else None
+            top, conf = (t, c) if everyone else (top.index_put((run,), t), conf.index_put((run,), c))
             open_ = is_mask & run[:, None]
             first = open_.to(torch.uint8).argmax(-1, keepdim=True)
-            pos = torch.arange(length)[None]
             ok = (open_ & (conf >= TAU_DEC)) | (pos < first)
-            promoted = ok.long().cumprod(-1).bool() & (pos >= first)
-            left = torch.zeros_like(open_).scatter_(1, first, open_.any(-1, keepdim=True))
-            promoted = promoted | left
+            promoted = (ok.cummin(-1).values | (pos == first)) & open_
             is_mask = is_mask & ~promoted
-            stable = torch.zeros(b, dtype=torch.bool) if prev_top is None else \
-                ((top == prev_top) | is_mask).all(-1) & ~promoted.any(-1)
+            stable = torch.zeros(b, dtype=torch.bool, device=device) if prev_top is None else \
+                ~(((top != prev_top) & ~is_mask).any(-1) | promoted.any(-1))
             confident = (conf >= TAU_ACC).all(-1)
-            finishing = run & (stable | confident | (steps >= config.cap))
-            ids = torch.where(finishing[:, None], top, ids)
-            is_mask = is_mask & ~finishing[:, None]
-            done = done | finishing
+            finishing = run if step >= config.cap else run & (stable | confident)
+            finished = int(finishing.sum())
+            if finished:
+                ids = torch.where(finishing[:, None], top, ids)
+                is_mask = is_mask & ~finishing[:, None]
+                done = done | finishing
+                running_rows -= finished
+        nfe[rows] += steps.cpu()
         canvas[rows, lo:hi] = ids
         for r in rows.tolist():
             decoded[r] = end
-        alive[rows[(ids == model.eos_id).any(-1)]] = False
+        alive[rows[(ids == model.eos_id).any(-1).cpu()]] = False
     out = []
     for i in range(n):
         row = canvas[i, p_len:p_len + decoded[i]].tolist()
@@ -98,9 +103,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=4)
+    C.add_precision_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = build_random_model(90, seed=0, hidden_size=128, num_layers=4, num_heads=4)
+    model = C.model(dtype=C.dtype(args.dtype), hidden_size=args.hidden, num_layers=args.layers)
     config = DecodeConfig(block_size=16, max_new_tokens=64, cache="none")  # the inlined loop has no cache
     prompts = [[4 + (7 * i + j) % 80 for j in range(n)] for i, n in enumerate((12, 20, 7, 16))]
 
@@ -113,13 +121,10 @@ def main() -> None:
         assert [r.ids for r in results] == ids and [r.nfe for r in results] == nfe, "loops disagree"
         plugin_t, inline_t = [], []
         for _ in range(args.repeats):  # interleaved, so machine load drifts affect both alike
-            t0 = time.perf_counter()
-            plugin_loop()
-            plugin_t.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            inlined_spd(model, prompts, config)
-            inline_t.append(time.perf_counter() - t0)
+            plugin_t.append(C.timed(plugin_loop)[1])
+            inline_t.append(C.timed(lambda: inlined_spd(model, prompts, config))[1])
     p, i = statistics.median(plugin_t), statistics.median(inline_t)
+    print(f"device: {C.machine()}; {C.params(model)}, {model.embedding_table().dtype}")
     print(f"SPD, {len(prompts)} prompts, {config.max_new_tokens} new tokens, block {config.block_size}, "
           f"NFE per row {nfe}, threads {args.threads}")
     paired = statistics.median(a / b for a, b in zip(plugin_t, inline_t))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from workbench.cli import main as cli
 from workbench.models.loading import DEFAULT_MODELS
@@ -80,6 +81,25 @@ def test_bad_input_exits_2_with_one_line(args, needle, tmp_path, capsys):
     assert cli(["run", *args, "--store", str(tmp_path / "r.db")]) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1
+
+
+def test_precision_is_part_of_the_run(tmp_path, capsys):
+    """bfloat16 weights may flip near-tied argmaxes, so a bfloat16 run never reuses float32 samples."""
+    args = ("--strategy", "spd", "--trainer", "oput", "--limit", "6", "--store", str(tmp_path / "r.db"))
+    run_json(capsys, *args, "--dtype", "float32")
+    run_json(capsys, *args, "--dtype", "bfloat16")
+    from workbench.store import ResultsStore
+
+    with ResultsStore(str(tmp_path / "r.db")) as store:
+        precisions = sorted(run.config["precision"] for run in store.runs())
+    assert precisions == ["cpu/bfloat16", "cpu/float32"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_refused(tmp_path, capsys):
+    assert cli(["run", "--device", "cuda", "--limit", "2", "--store", str(tmp_path / "r.db")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no CUDA device" in err and "--device cpu" in err
 
 
 def test_corrupt_checkpoint_is_named(tmp_path, capsys):

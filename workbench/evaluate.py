@@ -37,12 +37,14 @@ class RunSpec:
     model_hash: str
     task: str
     decode: DecodeConfig
+    precision: str = "cpu/float32"  # `workbench.placement.Placement.label` of the model decoding it
 
     def config(self, providers: dict[str, str]) -> dict:
         return {
             "strategy": self.strategy, "params": dict(sorted(self.params.items())), "plugins": list(self.plugins),
             "providers": providers, "trainer": self.trainer, "model_hash": self.model_hash, "task": self.task,
-            "split": "eval", "decode": attrs.asdict(self.decode), "version": workbench.__version__,
+            "split": "eval", "decode": attrs.asdict(self.decode), "precision": self.precision,
+            "version": workbench.__version__,
         }
 
 

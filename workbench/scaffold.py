@@ -162,7 +162,7 @@ STRATEGY = {cls}
 def render_test(name: str, hooks: Sequence[str]) -> str:
     unit = ""
     if "promote" in hooks:
-        unit = f'''
+        unit = '''
 
 def test_promote_on_hand_made_confidences():
     """A unit test of the rule on one row of four mask positions; update it when you change the rule."""

@@ -17,9 +17,9 @@ from contextlib import nullcontext
 from pathlib import Path
 
 
-from workbench.commands.common import load_model, model_training_info, parse_sets
+from workbench.commands.common import add_placement_arguments, model_training_info, parse_sets, placed_model
 from workbench.commands.report import DEFAULT_REFERENCE, FORMATS, build_report, print_table, render
-from workbench.distributed import is_main, local_device, process_group, rank_world
+from workbench.distributed import is_main, process_group
 from workbench.evaluate import RunSpec, evaluate
 from workbench.grid import CellResult, expand, parse_list, parse_seeds, parse_taus
 from workbench.models.loading import ModelLoadError, default_model_path
@@ -53,6 +53,7 @@ def add_arguments(parser) -> None:
                      help="override plugin file for every cell (repeatable)")
     dec.add_argument("--set", action="append", default=[], metavar="[STRATEGY.]NAME=VALUE",
                      help="a strategy parameter, for every strategy that has it or for one strategy")
+    add_placement_arguments(dec)
     dec.add_argument("--store", default="workbench-results.db", metavar="FILE",
                      help="results store; finished samples of the same configuration are reused")
     out = parser.add_argument_group("output")
@@ -122,9 +123,7 @@ def _main(args) -> int:
         make_manager(s, params={**per_strategy[s], strategy_threshold_param(s): taus[0]}, plugin_files=args.plugin)
     paths = model_paths(trainers, args.model_dir)
 
-    models = {t: load_model(p) for t, p in paths.items()}  # each model loaded once
-    if rank_world()[1] > 1 and local_device().type == "cuda":  # under torchrun each rank decodes on its GPU
-        models = {t: (m.to(local_device()), tok) for t, (m, tok) in models.items()}
+    models = {t: placed_model(p, args) for t, p in paths.items()}  # each loaded once; torchrun: this rank's GPU
     hashes = {t: checkpoint_hash(p) for t, p in paths.items()}
     task_name = args.task or model_training_info(paths[trainers[0]]).get("train_config", {}).get("task") or DEFAULT_TASK
     task = load_task(task_name)
@@ -137,12 +136,13 @@ def _main(args) -> int:
         params = {**per_strategy[cell.strategy], strategy_threshold_param(cell.strategy): cell.tau}
         counter = RevisionCounter()
         manager = make_manager(cell.strategy, params=params, plugin_files=args.plugin, extra_plugins=[counter])
-        model = models[cell.trainer][0]
+        model, _, precision = models[cell.trainer]
         block = args.block_size or getattr(getattr(model, "config", None), "block_size", None) or 32
         decode = DecodeConfig(block_size=block, max_new_tokens=args.gen_length or task.response_len,
                               temperature=args.temperature, seed=cell.seed)
         spec = RunSpec(strategy=cell.strategy, params=params, plugins=tuple(args.plugin), trainer=cell.trainer,
-                       model=paths[cell.trainer], model_hash=hashes[cell.trainer], task=task_name, decode=decode)
+                       model=paths[cell.trainer], model_hash=hashes[cell.trainer], task=task_name, decode=decode,
+                       precision=precision)
         jobs.append((cell, manager, counter, spec))
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -159,7 +159,7 @@ def _main(args) -> int:
             job = bar.add_task("ablate", total=len(jobs) * len(examples), completed=done)
             for cell, manager, counter, spec in jobs:
                 bar.update(job, description=cell.label)
-                model, tokenizer = models[cell.trainer]
+                model, tokenizer, _ = models[cell.trainer]
                 key, samples = evaluate(model, tokenizer, task, manager, spec, examples, store,
                                         batch_size=args.batch_size, on_batch=lambda n: bar.advance(job, n),
                                         sample_extras=lambda row, c=counter: {"revisions": c.last[row]})

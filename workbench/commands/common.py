@@ -31,8 +31,27 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cache", choices=["auto", "none", "prefix", "dual"], default="auto",
                        help="KV cache: auto = exact prefix cache on block-causal models, none otherwise; "
                             "prefix/dual = Fast-dLLM approximate caches on bidirectional models")
+    add_placement_arguments(group)
     group.add_argument("--store", default="workbench-results.db", metavar="FILE",
                        help="results store; finished samples of the same configuration are reused")
+
+
+def add_placement_arguments(group) -> None:
+    from workbench.placement import DEVICES, DTYPES
+
+    group.add_argument("--device", choices=DEVICES, default="auto",
+                       help="where to decode: auto = the GPU when CUDA is available, else the CPU")
+    group.add_argument("--dtype", choices=("auto", *DTYPES), default="auto",
+                       help="weight dtype: auto = bfloat16 on a GPU (with TF32), float32 on the CPU")
+
+
+def placed_model(path: str, args):
+    """(model, tokenizer, placement label): the model at `path` on --device in --dtype."""
+    from workbench.placement import place, resolve
+
+    placement = resolve(getattr(args, "device", "auto"), getattr(args, "dtype", "auto"))
+    model, tokenizer = load_model(path)
+    return place(model, placement), tokenizer, placement.label
 
 
 def resolve_model(args) -> tuple[str, str | None]:
@@ -92,4 +111,5 @@ def decode_config(args, model, task):
 
 
 __all__ = ["strategy_params", "task_for", "decode_config", "add_model_arguments", "add_decoding_arguments", "resolve_model", "load_model", "parse_sets",
+           "add_placement_arguments", "placed_model",
            "model_training_info"]

@@ -15,9 +15,9 @@ from contextlib import nullcontext
 
 from plugins.tracer import RevisionCounter
 from workbench.commands.common import (
-    add_decoding_arguments, add_model_arguments, decode_config, load_model, resolve_model, strategy_params, task_for,
+    add_decoding_arguments, add_model_arguments, decode_config, placed_model, resolve_model, strategy_params, task_for,
 )
-from workbench.distributed import is_main, local_device, process_group, rank_world
+from workbench.distributed import is_main, process_group
 from workbench.evaluate import RunSpec, evaluate
 from workbench.metrics import summarize
 from workbench.registry import decision_providers, format_providers, make_manager
@@ -45,14 +45,13 @@ def prepare(args):
     revisions = RevisionCounter()
     manager = make_manager(args.strategy, params=params, plugin_files=args.plugin, extra_plugins=[revisions])
     model_path, trainer = resolve_model(args)
-    model, tokenizer = load_model(model_path)
-    if rank_world()[1] > 1 and local_device().type == "cuda":
-        model = model.to(local_device())  # under torchrun each rank decodes on its own GPU
+    model, tokenizer, precision = placed_model(model_path, args)  # under torchrun: this rank's GPU
     task_name, task = task_for(args, model_path)
     examples = task.eval_split(args.limit or DEFAULT_LIMIT)
     decode = decode_config(args, model, task)
     spec = RunSpec(strategy=args.strategy, params=params, plugins=tuple(args.plugin), trainer=trainer,
-                   model=model_path, model_hash=checkpoint_hash(model_path), task=task_name, decode=decode)
+                   model=model_path, model_hash=checkpoint_hash(model_path), task=task_name, decode=decode,
+                   precision=precision)
     return model, tokenizer, task, examples, manager, spec, revisions
 
 

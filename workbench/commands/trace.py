@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 from workbench.commands.common import (
-    add_model_arguments, decode_config, load_model, resolve_model, strategy_params, task_for,
+    add_model_arguments, add_placement_arguments, decode_config, placed_model, resolve_model, strategy_params, task_for,
 )
 from workbench.loop import generate
 from workbench.models.tokenizer import decode, encode
@@ -39,6 +39,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py")
+    add_placement_arguments(parser)
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--png", default=None, metavar="FILE.png", help="write the heatmap (.png or .svg)")
     parser.add_argument("--html", default=None, metavar="FILE.html", help="write a self-contained HTML page")
@@ -213,7 +214,7 @@ def main(args) -> int:
     tracer = Tracer()
     manager = make_manager(args.strategy, params=params, plugin_files=args.plugin, extra_plugins=[tracer])
     model_path, trainer = resolve_model(args)
-    model, tokenizer = load_model(model_path)
+    model, tokenizer, _ = placed_model(model_path, args)
     task_name, task = task_for(args, model_path)
     example = task.eval_split(args.sample + 1)[args.sample]
     config = decode_config(args, model, task)
