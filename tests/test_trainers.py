@@ -119,3 +119,23 @@ def test_train_then_run_from_the_cli(tmp_path, capsys):
                 "--store", str(tmp_path / "r.db")]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["task"] == "choice" and result["n"] == 4
+
+
+def test_trainer_parameters_reach_the_objective(setup):
+    model, batch = setup
+    gen = torch.Generator().manual_seed(0)
+    for ratio in (0.25, 0.9):
+        x_m = make_objective("oput", mask_ratio=ratio).corrupt(model, batch, BLOCK, gen)[0].noisy
+        masked = (x_m == model.mask_id).float().mean().item()
+        assert abs(masked - ratio) < 0.05
+
+
+def test_train_set_is_recorded_and_bad_names_are_refused(tmp_path, capsys):
+    out = tmp_path / "m"
+    assert cli(["train", "--trainer", "oput", "--preset", "micro", "--steps", "2", "--eval-limit", "0",
+                "--set", "mask_ratio=0.5", "--out", str(out), "--quiet"]) == 0
+    meta = json.loads((out / "training.json").read_text())
+    assert meta["train_config"]["trainer_params"] == {"mask_ratio": 0.5}
+    assert cli(["train", "--trainer", "oput", "--set", "mask_rate=0.5", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "no parameter 'mask_rate'" in err and "mask_ratio" in err and not (tmp_path / "x").exists()

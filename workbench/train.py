@@ -39,6 +39,8 @@ CHECKPOINT = "checkpoint.pt"
 @attrs.frozen(kw_only=True)
 class TrainConfig:
     trainer: str = "mdlm"
+    # The objective's own hyperparameters (e.g. OPUT's mask_ratio), `workbench train --set name=value`.
+    trainer_params: dict = attrs.field(factory=dict)
     task: str = "choice"
     steps: int = attrs.field(default=1000, validator=attrs.validators.gt(0))
     batch_size: int = attrs.field(default=64, validator=attrs.validators.gt(0))
@@ -131,7 +133,7 @@ def train(cfg: TrainConfig, out: str | Path, *, init: str | None = None, progres
     tokenizer = load_tokenizer(init) if init else build_char_tokenizer()
     model = build_model(cfg, init, len(tokenizer)).to(device)
     model.config.block_size = cfg.block_size
-    objective = make_objective(cfg.trainer)
+    objective = make_objective(cfg.trainer, **cfg.trainer_params)
     if cfg.fsdp:
         _fully_shard(model)  # before the optimizer: it must hold the sharded parameters
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

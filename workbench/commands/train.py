@@ -13,6 +13,7 @@ import sys
 
 import attrs
 
+from workbench.commands.common import parse_sets
 from workbench.distributed import is_main, process_group
 from workbench.train import PRESETS, TrainConfig, train
 
@@ -26,8 +27,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="a named recipe")
     parser.add_argument("--out", required=True, metavar="DIR", help="output model folder")
     parser.add_argument("--data", default=None, metavar="FILE.jsonl", help="self-distilled training data")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a parameter of the trainer, e.g. --set mask_ratio=0.5 for oput")
     for field in attrs.fields(TrainConfig):
-        if field.name in ("trainer", "task", "data"):
+        if field.name in ("trainer", "trainer_params", "task", "data"):
             continue
         flag = "--" + field.name.replace("_", "-")
         kind = bool if field.type in ("bool", bool) else (float if field.type in ("float", float) else int)
@@ -44,23 +47,26 @@ def add_arguments(parser) -> None:
 def config_from_args(args) -> TrainConfig:
     values = dict(PRESETS.get(args.preset, {}))
     values["trainer"] = args.trainer
+    if args.set:
+        values["trainer_params"] = parse_sets(args.set)
     if args.task:
         values["task"] = args.task
     if args.data:
         values["data"] = args.data
     for field in attrs.fields(TrainConfig):
         given = getattr(args, field.name, None)
-        if given is not None and field.name not in ("trainer", "task", "data"):
+        if given is not None and field.name not in ("trainer", "trainer_params", "task", "data"):
             values[field.name] = given
     return TrainConfig(**values)
 
 
 def main(args) -> int:
-    from trainers import TRAINERS
+    from trainers import TRAINERS, make_objective
 
     if args.trainer not in TRAINERS:
         raise ValueError(f"unknown trainer {args.trainer!r}; choose one of: {', '.join(sorted(TRAINERS))}")
     cfg = config_from_args(args)
+    make_objective(cfg.trainer, **cfg.trainer_params)  # a bad --set fails before any model loads
     with process_group():  # joins torchrun's group when launched by it; nothing otherwise
         command = "workbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         out = train(cfg, args.out, init=args.init, progress=not args.quiet, command=command,
