@@ -9,7 +9,9 @@ which the block converged (or hit the forward cap). Both are observers: they cha
 Register either as an extra plugin (`make_manager(..., extra_plugins=[Tracer()])`). Per-generation scratch
 lives in the state's stash; results live on the observer, one entry per `generate` call.
 
-`evaluate(..., sample_extras=lambda row: {"revisions": counter.last[row]})` stores the counts with each sample.
+`evaluate(..., sample_extras=counter.extras)` stores the counts with each sample, and whether revisions fixed
+or broke its answer: the answer is checked again with every promoted position holding the token it was
+promoted with (later blocks as decoded, so this isolates each block's own revisions, not a re-decode).
 """
 
 from __future__ import annotations
@@ -29,14 +31,24 @@ _REVISIONS = StashKey[dict[int, int]]()
 
 
 class RevisionCounter:
-    """Counts revisions per prompt; `last` holds the counts of the latest `generate` call, in prompt order
-    (`evaluate(..., sample_extras=lambda row: {"revisions": counter.last[row]})` stores them)."""
+    """Counts revisions per prompt; `last` holds the counts of the latest `generate` call, in prompt order,
+    `last_unrevised` the counterfactual output without revisions (`evaluate(..., sample_extras=counter.extras)`
+    stores the counts and turns the counterfactual into fixed / broke flags)."""
 
     name = "revision-counter"
 
     def __init__(self) -> None:
         self.last: list[int] = []
+        # Per prompt of the latest call: the ids of every block it decoded had no revision happened (each
+        # promoted position keeps the token it was promoted with; the other blocks as decoded). Not cut at EOS.
+        self.last_unrevised: list[list[int]] = []
         self._counts: dict[int, int] = {}  # prompt index -> revisions, for the generate call in progress
+        self._unrevised: dict[int, list[int]] = {}
+
+    def extras(self, row: int) -> dict[str, Any]:
+        """What `evaluate` stores for prompt `row` of the latest call: the revision count, and the unrevised
+        ids, which `evaluate` turns into the sample's `fixed` / `broke` flags and does not store."""
+        return {"revisions": self.last[row], "unrevised_ids": self.last_unrevised[row]}
 
     @hookimpl
     def on_step_end(self, state: BlockState) -> None:
@@ -53,14 +65,18 @@ class RevisionCounter:
         block, first, seen = state.stash.get(_PROMOTED) or (None, None, None)
         if block != state.block_index or first is None:
             return
-        revised = (seen & state.active & (committed != first)).sum(-1)  # (B,)
-        for row, n in zip(state.rows.tolist(), revised.tolist()):
+        promoted = seen & state.active
+        revised = (promoted & (committed != first)).sum(-1)  # (B,)
+        unrevised = torch.where(promoted, first, committed)  # (B, L)
+        for row, n, ids in zip(state.rows.tolist(), revised.tolist(), unrevised.tolist()):
             self._counts[row] = self._counts.get(row, 0) + int(n)
+            self._unrevised.setdefault(row, []).extend(ids)
 
     @hookimpl
     def on_generation_end(self, results: list) -> None:
         self.last = [self._counts.get(i, 0) for i in range(len(results))]
-        self._counts = {}
+        self.last_unrevised = [self._unrevised.get(i, []) for i in range(len(results))]
+        self._counts, self._unrevised = {}, {}
 
 
 @attrs.define(kw_only=True)

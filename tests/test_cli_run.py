@@ -45,6 +45,14 @@ def test_careful_decoding_beats_aggressive_on_the_shipped_base(tmp_path, capsys)
     assert aggressive["tpf"] > 2 * careful["tpf"]
 
 
+def test_revisions_on_the_oput_model_fix_more_answers_than_they_break(tmp_path, capsys):
+    spd = run_json(capsys, "--strategy", "spd", "--trainer", "oput", "--limit", "50", "--store", str(tmp_path / "r.db"))
+    assert spd["revisions"] > 0 and spd["revisions_fixed"] > spd["revisions_broke"]
+    threshold = run_json(capsys, "--strategy", "threshold", "--trainer", "oput", "--limit", "20",
+                         "--store", str(tmp_path / "r.db"))
+    assert threshold["revisions_fixed"] == threshold["revisions_broke"] == 0  # promoted tokens are final there
+
+
 def test_rerun_reuses_the_stored_samples(tmp_path, capsys):
     args = ("--strategy", "spd", "--trainer", "oput", "--limit", "8", "--store", str(tmp_path / "r.db"))
     first = run_json(capsys, *args)

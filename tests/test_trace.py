@@ -27,11 +27,13 @@ def test_tracer_records_every_step(tiny_model, strategy, params):
     with torch.no_grad():
         results = generate(tiny_model, PROMPTS, manager, CONFIG)
     assert len(tracer.rows) == len(PROMPTS)
-    for res, blocks, revisions in zip(results, tracer.rows, tracer.last):
+    for res, blocks, revisions, unrevised in zip(results, tracer.rows, tracer.last, tracer.last_unrevised):
         assert [len(b.steps) for b in blocks] == res.block_steps  # one StepTrace per forward of the row
         assert revisions == sum(sum(b.revised) for b in blocks)
         committed = [t for b in blocks for t in b.committed]
         assert committed[:len(res.ids)] == res.ids
+        # the counterfactual without revisions differs from the output exactly at the revised positions
+        assert [u != c for u, c in zip(unrevised, committed, strict=True)] == [r for b in blocks for r in b.revised]
         for b in blocks:
             assert [s.step for s in b.steps] == list(range(1, len(b.steps) + 1))
             assert not any(b.steps[-1].is_mask) and b.steps[-1].finishing
@@ -68,6 +70,33 @@ def test_evaluate_stores_revision_counts_in_prompt_order(tmp_path):
                               sample_extras=lambda row: {"revisions": counter.last[row]})
     assert [s.extras["revisions"] for s in samples] == per_batch
     assert all("block_steps" in s.extras for s in samples)
+
+
+def test_evaluate_turns_the_unrevised_output_into_fixed_and_broke_flags(tmp_path):
+    from workbench.evaluate import RunSpec, evaluate
+    from workbench.models.tokenizer import encode
+    from workbench.store import ResultsStore
+    from workbench.tasks.base import Example
+
+    class Task:  # sample 1 is right unless its output is "42"; the others are right only when it is
+        def check(self, example, output):
+            return (output == "42") != (example.uid == 1)
+
+    tokenizer = build_char_tokenizer()
+    model = build_random_model(len(tokenizer), seed=5, hidden_size=32, num_layers=2, num_heads=2)
+    examples = [Example(prompt=p, answer="", final="", uid=i) for i, p in enumerate(["12=", "7=", "345="])]
+    eos = model.eos_id
+    unrevised = {0: encode(tokenizer, "42") + [eos] + encode(tokenizer, "9"), 1: encode(tokenizer, "42") + [eos],
+                 2: encode(tokenizer, "7")}
+    spec = RunSpec(strategy="hard", params={}, plugins=(), trainer=None, model="m", model_hash="h", task="t",
+                   decode=CONFIG)
+    with ResultsStore(tmp_path / "s.db") as store:
+        _, samples = evaluate(model, tokenizer, Task(), make_manager("hard"), spec, examples, store, batch_size=3,
+                              sample_extras=lambda row: {"revisions": 1, "unrevised_ids": unrevised[row]})
+    assert [s.output for s in samples] != ["42"] * 3  # the random model's outputs are not the magic answer
+    flags = [(s.correct, s.extras["fixed"], s.extras["broke"]) for s in samples]
+    assert flags == [(False, False, True), (True, True, False), (False, False, False)]
+    assert all("unrevised_ids" not in s.extras for s in samples)  # the counterfactual is not stored
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import attrs
 
 import workbench
 from workbench.distributed import broadcast, gather_lists, rank_world, round_robin
-from workbench.loop import generate
+from workbench.loop import cut_after_eos, generate
 from workbench.models.tokenizer import decode, encode
 from workbench.registry import decision_providers
 from workbench.state import DecodeConfig
@@ -56,7 +56,9 @@ def evaluate(
     """Decode the examples not yet in `store` for this run; returns (run key, all its samples by index).
 
     `sample_extras(i)`, called after each `generate` with a row's index in that batch, returns extra
-    per-sample fields to store (e.g. revision counts an observer plugin collected for the row).
+    per-sample fields to store (e.g. revision counts an observer plugin collected for the row). An
+    `unrevised_ids` entry (generated ids of a counterfactual decode) is not stored: it becomes the flags
+    `fixed` (right now, wrong with those ids) and `broke` (the reverse).
     Under torchrun every rank calls this; ranks other than 0 pass `store=None` and get `(key, [])`.
     """
     rank, world = rank_world()
@@ -75,11 +77,15 @@ def evaluate(
         records = []
         for row, (ex, res) in enumerate(zip(batch, results)):
             output = decode(tokenizer, res.ids)
+            correct = bool(task.check(ex, output))
             extras = {"block_steps": list(res.block_steps), **(sample_extras(row) if sample_extras else {})}
+            if "unrevised_ids" in extras:  # a counterfactual output: did revisions fix or break the answer?
+                was_correct = bool(task.check(ex, decode(tokenizer, cut_after_eos(extras.pop("unrevised_ids"),
+                                                                                  model.eos_id))))
+                extras["fixed"], extras["broke"] = correct and not was_correct, was_correct and not correct
             records.append(SampleRecord(
-                index=ex.uid, prompt=ex.prompt, output=output, expected=ex.final,
-                correct=bool(task.check(ex, output)), nfe=res.nfe, tokens=res.tokens, seconds=res.seconds,
-                extras=extras,
+                index=ex.uid, prompt=ex.prompt, output=output, expected=ex.final, correct=correct, nfe=res.nfe,
+                tokens=res.tokens, seconds=res.seconds, extras=extras,
             ))
         records = gather_lists(records)  # this round's records of every rank, on rank 0
         if store is None:

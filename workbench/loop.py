@@ -49,6 +49,11 @@ def predict(logits: torch.Tensor, mask_id: int, temperature: float, generator: t
     return top, conf.float(), probs.float() if want_probs else None
 
 
+def cut_after_eos(ids: list[int], eos_id: int) -> list[int]:
+    """ids up to and including the first EOS: everything after it counts as EOS."""
+    return ids[:ids.index(eos_id) + 1] if eos_id in ids else ids
+
+
 def fallback(state: BlockState, open_masks: torch.Tensor, promoted: torch.Tensor) -> torch.Tensor:
     """Progress guarantee: rows with mask positions that promoted nothing get their most confident one."""
     need = promoted.any(-1, keepdim=True) < open_masks.any(-1, keepdim=True)  # (B, 1): none promoted, some open
@@ -150,8 +155,7 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
     results = []
     for i in range(n):
         ids = canvas[i, p_len:p_len + decoded[i]].tolist()
-        if model.eos_id in ids:
-            ids = ids[:ids.index(model.eos_id) + 1]  # everything after the first EOS is EOS: cut it
+        ids = cut_after_eos(ids, model.eos_id)
         tokens = len(ids) - (1 if ids and ids[-1] == model.eos_id else 0)
         results.append(RowResult(ids=ids, nfe=int(nfe[i]), tokens=tokens, seconds=seconds[i],
                                  block_steps=block_steps[i], prompt_len=len(prompts[i])))

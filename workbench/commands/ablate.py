@@ -162,7 +162,7 @@ def _main(args) -> int:
                 model, tokenizer, _ = models[cell.trainer]
                 key, samples = evaluate(model, tokenizer, task, manager, spec, examples, store,
                                         batch_size=args.batch_size, on_batch=lambda n: bar.advance(job, n),
-                                        sample_extras=lambda row, c=counter: {"revisions": c.last[row]})
+                                        sample_extras=counter.extras)
                 results.append(CellResult(key=key, config=spec.config(decision_providers(manager)),
                                           samples=tuple(samples)))
     elapsed = time.perf_counter() - t0

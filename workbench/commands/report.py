@@ -104,6 +104,8 @@ def build_report(cells: list[CellResult], reference: str = DEFAULT_REFERENCE) ->
             "tps": _finite(tps[0]), "nfe": nfe[0],
             "revisions": None if revs is None else revs.mean_revisions,
             "samples_revised": None if revs is None else revs.samples_revised,
+            "revisions_fixed": None if revs is None else revs.fixed,
+            "revisions_broke": None if revs is None else revs.broke,
             "runs": [c.key for c in members],
         })
     order = {}
@@ -208,7 +210,7 @@ def _columns(report: dict, with_ci: bool) -> tuple[list[str], list[list[str]]]:
     revisions = any(r["revisions"] is not None for r in report["cells"])
     head = (["task"] if len(tasks) > 1 else []) + ["strategy", "trainer", "tau", "params"] \
         + (["seeds"] if several_seeds else []) + ["n", "accuracy %", "TPF", "TPS", "NFE", "vs ref"] \
-        + (["Δacc % [95% CI]"] if with_ci else []) + (["revisions"] if revisions else [])
+        + (["Δacc % [95% CI]"] if with_ci else []) + (["revisions", "fixed/broke"] if revisions else [])
     body = []
     for r in report["cells"]:
         row = ([r["task"]] if len(tasks) > 1 else []) + [r["strategy"], r["trainer"], fmt_tau(r["tau"]),
@@ -217,7 +219,9 @@ def _columns(report: dict, with_ci: bool) -> tuple[list[str], list[list[str]]]:
         row += [str(r["n"]), _pm(r["accuracy"], r["accuracy_std"], 1), _pm(r["tpf"], r["tpf_std"], 2),
                 "–" if r["tps"] is None else f"{r['tps']:.1f}", f"{r['nfe']:.1f}", _vs_ref(r)]
         row += [_ci(r)] if with_ci else []
-        row += ["–" if r["revisions"] is None else f"{r['revisions']:.2f}"] if revisions else []
+        if revisions:  # mean revisions per sample; samples whose answer revisions turned right / wrong
+            row += ["–", "–"] if r["revisions"] is None else [
+                f"{r['revisions']:.2f}", f"{r['revisions_fixed']}/{r['revisions_broke']}"]
         body.append(row)
     return head, body
 
@@ -249,7 +253,8 @@ def format_markdown(report: dict) -> str:
 def format_csv(report: dict) -> str:
     fields = ["task", "method", "strategy", "trainer", "tau", "params", "plugins", "seeds", "n", "accuracy",
               "accuracy_std", "tpf", "tpf_std", "tps", "nfe", "reference", "is_reference", "p_value", "mark",
-              "accuracy_diff", "accuracy_diff_low", "accuracy_diff_high", "tpf_diff", "revisions", "aup"]
+              "accuracy_diff", "accuracy_diff_low", "accuracy_diff_high", "tpf_diff", "revisions", "revisions_fixed",
+              "revisions_broke", "aup"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()

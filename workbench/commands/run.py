@@ -19,7 +19,7 @@ from workbench.commands.common import (
 )
 from workbench.distributed import is_main, process_group
 from workbench.evaluate import RunSpec, evaluate
-from workbench.metrics import summarize
+from workbench.metrics import revision_stats, summarize
 from workbench.registry import decision_providers, format_providers, make_manager
 from workbench.store import ResultsStore, checkpoint_hash
 
@@ -65,7 +65,7 @@ def run_with_progress(args, model, tokenizer, task, examples, manager, spec, rev
             job = bar.add_task("decode", total=len(examples))
             _, samples = evaluate(model, tokenizer, task, manager, spec, examples, store,
                                   batch_size=args.batch_size, on_batch=lambda n: bar.advance(job, n),
-                                  sample_extras=lambda row: {"revisions": revisions.last[row]})
+                                  sample_extras=revisions.extras)
     return samples
 
 
@@ -76,12 +76,15 @@ def main(args) -> int:
         if not is_main():
             return 0
     summary = summarize(samples)
+    revs = revision_stats(samples)
     result = {
         "strategy": spec.strategy, "trainer": spec.trainer, "model": spec.model, "task": spec.task,
         "n": summary.n, "accuracy": summary.accuracy, "tpf": summary.tpf, "pooled_tpf": summary.pooled_tpf,
         "tps": summary.tps, "nfe": summary.nfe, "tokens": summary.tokens, "params": spec.params,
         "plugins": list(spec.plugins), "decisions": decision_providers(manager),
         "block_size": spec.decode.block_size, "gen_length": spec.decode.max_new_tokens, "store": args.store,
+        "precision": spec.precision, "revisions": None if revs is None else revs.mean_revisions,
+        "revisions_fixed": None if revs is None else revs.fixed, "revisions_broke": None if revs is None else revs.broke,
     }
     if args.json:
         print(json.dumps(result))
@@ -98,5 +101,8 @@ def main(args) -> int:
     console.print(table)
     console.print(f"decisions: {format_providers(manager)}")
     console.print(f"params: {spec.params or 'defaults'}; block {spec.decode.block_size}, "
-                  f"gen {spec.decode.max_new_tokens}; per-sample results in {args.store}")
+                  f"gen {spec.decode.max_new_tokens}, {spec.precision}; per-sample results in {args.store}")
+    if revs is not None and revs.total_revisions:
+        console.print(f"revisions: {revs.mean_revisions:.2f} per sample; they fixed {revs.fixed} answers and "
+                      f"broke {revs.broke}")
     return 0
