@@ -12,7 +12,10 @@ from hypothesis import strategies as st
 
 from workbench.tasks import available_tasks, load_task
 from workbench.tasks.base import is_held_out
-from workbench.tasks.choice import CODE
+from workbench.tasks.arithmetic import RunningSumTask
+from workbench.tasks.choice import CODE, ChoiceTask
+from workbench.tasks.pairs import PairSumTask
+from workbench.tasks.program import ProgramTask
 from workbench.tasks.jsonl import TaskFileError, extract_number
 
 SYNTHETIC = ["sum", "chain", "program", "pairs", "choice"]
@@ -116,3 +119,12 @@ def test_bad_jsonl_names_file_and_line(tmp_path, content, needle):
 def test_missing_jsonl_file(tmp_path):
     with pytest.raises(TaskFileError, match="no such task file"):
         load_task(f"jsonl:{tmp_path / 'absent.jsonl'}")
+
+
+@pytest.mark.parametrize("task, kwargs, needed", [
+    (ChoiceTask, {"slots": 9}, 18), (PairSumTask, {"pairs": 9}, 18),
+    (ProgramTask, {"max_statements": 8}, 18), (RunningSumTask, {"max_terms": 15}, 17),
+])
+def test_a_response_too_short_for_the_longest_answer_is_refused(task, kwargs, needed):
+    with pytest.raises(ValueError, match=f"response_len 16 cannot hold .*use response_len >= {needed}"):
+        task(**kwargs)

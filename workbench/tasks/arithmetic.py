@@ -40,12 +40,8 @@ class RunningSumTask(SyntheticTask):
     def __attrs_post_init__(self):
         if self.max_terms < self.min_terms:
             raise ValueError(f"max_terms ({self.max_terms}) must be >= min_terms ({self.min_terms})")
-        needed = (2 if self.labels else 1) * self.max_terms + 2
-        if needed > self.response_len:
-            raise ValueError(
-                f"response_len {self.response_len} cannot hold {self.max_terms} steps plus '>' and the final"
-                f" value; use response_len >= {needed}"
-            )
+        self.require_response_len((2 if self.labels else 1) * self.max_terms + 2,
+                                  f"{self.max_terms} steps plus '>' and the final value")
 
     def make(self, rng: random.Random) -> tuple[str, str, str]:
         n = rng.randint(self.min_terms, self.max_terms)

@@ -57,6 +57,11 @@ class SyntheticTask:
     def make(self, rng: random.Random) -> tuple[str, str, str]:
         raise NotImplementedError
 
+    def require_response_len(self, needed: int, what: str) -> None:
+        """ValueError unless `response_len` holds the `needed` positions of the longest answer (`what`)."""
+        if needed > self.response_len:
+            raise ValueError(f"response_len {self.response_len} cannot hold {what}; use response_len >= {needed}")
+
     def train_stream(self, seed: int) -> Iterator[Example]:
         rng = random.Random(seed)
         while True:

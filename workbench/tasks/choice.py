@@ -29,8 +29,7 @@ class ChoiceTask(SyntheticTask):
     name: str = "choice"
 
     def __attrs_post_init__(self):
-        if 2 * self.slots > self.response_len:
-            raise ValueError(f"response_len must be >= {2 * self.slots} for {self.slots} slots")
+        self.require_response_len(2 * self.slots, f"{self.slots} slots and their partners")
 
     def make(self, rng: random.Random) -> tuple[str, str, str]:
         n = self.slots

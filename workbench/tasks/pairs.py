@@ -24,8 +24,7 @@ class PairSumTask(SyntheticTask):
     name: str = "pairs"
 
     def __attrs_post_init__(self):
-        if 2 * self.pairs > self.response_len:
-            raise ValueError(f"response_len must be >= {2 * self.pairs} for {self.pairs} pairs")
+        self.require_response_len(2 * self.pairs, f"{self.pairs} pairs")
 
     def make(self, rng: random.Random) -> tuple[str, str, str]:
         targets = [rng.randrange(10) for _ in range(self.pairs)]

@@ -25,8 +25,7 @@ class ProgramTask(SyntheticTask):
     def __attrs_post_init__(self):
         if self.max_statements < self.min_statements:
             raise ValueError("max_statements must be >= min_statements")
-        if 2 * self.max_statements + 2 > self.response_len:
-            raise ValueError(f"response_len must be >= {2 * self.max_statements + 2} for this many statements")
+        self.require_response_len(2 * self.max_statements + 2, f"{self.max_statements} statements plus the result")
 
     def make(self, rng: random.Random) -> tuple[str, str, str]:
         n = rng.randint(self.min_statements, self.max_statements)
