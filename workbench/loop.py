@@ -54,8 +54,9 @@ def cut_after_eos(ids: list[int], eos_id: int) -> list[int]:
     return ids[:ids.index(eos_id) + 1] if eos_id in ids else ids
 
 
-def fallback(state: BlockState, open_masks: torch.Tensor, promoted: torch.Tensor) -> torch.Tensor:
+def fallback(state: BlockState, promoted: torch.Tensor) -> torch.Tensor:
     """Progress guarantee: rows with mask positions that promoted nothing get their most confident one."""
+    open_masks = state.open_masks
     need = promoted.any(-1, keepdim=True) < open_masks.any(-1, keepdim=True)  # (B, 1): none promoted, some open
     best = state.conf.where(open_masks, -1.0).argmax(-1, keepdim=True)  # (B, 1)
     return torch.zeros_like(promoted).scatter_(1, best, need)
@@ -122,7 +123,7 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
                 state.probs = probs if everyone else state.probs.index_put((running,), probs)
 
             promoted = hooks.promote(state)  # (B, L) bool
-            promoted = promoted | fallback(state, state.open_masks, promoted)
+            promoted = promoted | fallback(state, promoted)
             state.promoted = promoted
             state.ids = torch.where(promoted, state.top, state.ids)
             state.is_mask = state.is_mask & ~promoted

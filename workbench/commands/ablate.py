@@ -16,8 +16,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-
-from workbench.commands.common import add_placement_arguments, model_training_info, parse_sets, placed_model
+from workbench.commands.common import add_placement_arguments, decode_config, parse_sets, placed_model, task_for
 from workbench.commands.report import DEFAULT_REFERENCE, FORMATS, build_report, print_table, render
 from workbench.distributed import is_main, process_group
 from workbench.evaluate import RunSpec, evaluate
@@ -26,9 +25,7 @@ from workbench.models.loading import ModelLoadError, default_model_path
 from workbench.registry import (
     StrategyParamError, available_strategies, decision_providers, make_manager, strategy_threshold_param,
 )
-from workbench.state import DecodeConfig
 from workbench.store import ResultsStore, checkpoint_hash, config_key
-from workbench.tasks import DEFAULT_TASK, load_task
 
 HELP = "decode the strategy x trainer x tau x seed grid on the same samples; resumable"
 DEFAULT_LIMIT = 500
@@ -125,8 +122,7 @@ def _main(args) -> int:
 
     models = {t: placed_model(p, args) for t, p in paths.items()}  # each loaded once; torchrun: this rank's GPU
     hashes = {t: checkpoint_hash(p) for t, p in paths.items()}
-    task_name = args.task or model_training_info(paths[trainers[0]]).get("train_config", {}).get("task") or DEFAULT_TASK
-    task = load_task(task_name)
+    task_name, task = task_for(args, paths[trainers[0]])
     examples = task.eval_split(args.limit or DEFAULT_LIMIT)
 
     from plugins.tracer import RevisionCounter
@@ -137,9 +133,7 @@ def _main(args) -> int:
         counter = RevisionCounter()
         manager = make_manager(cell.strategy, params=params, plugin_files=args.plugin, extra_plugins=[counter])
         model, _, precision = models[cell.trainer]
-        block = args.block_size or getattr(getattr(model, "config", None), "block_size", None) or 32
-        decode = DecodeConfig(block_size=block, max_new_tokens=args.gen_length or task.response_len,
-                              temperature=args.temperature, seed=cell.seed)
+        decode = decode_config(args, model, task, seed=cell.seed)
         spec = RunSpec(strategy=cell.strategy, params=params, plugins=tuple(args.plugin), trainer=cell.trainer,
                        model=paths[cell.trainer], model_hash=hashes[cell.trainer], task=task_name, decode=decode,
                        precision=precision)

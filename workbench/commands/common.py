@@ -49,7 +49,7 @@ def placed_model(path: str, args):
     """(model, tokenizer, placement label): the model at `path` on --device in --dtype."""
     from workbench.placement import place, resolve
 
-    placement = resolve(getattr(args, "device", "auto"), getattr(args, "dtype", "auto"))
+    placement = resolve(args.device, args.dtype)
     model, tokenizer = load_model(path)
     return place(model, placement), tokenizer, placement.label
 
@@ -101,13 +101,15 @@ def task_for(args, model_path: str):
     return name, load_task(name)
 
 
-def decode_config(args, model, task):
-    """DecodeConfig from the decoding arguments; block size defaults to the model's own."""
+def decode_config(args, model, task, *, seed: int | None = None):
+    """DecodeConfig from the decoding arguments; block size defaults to the model's own. `seed` overrides
+    --seed (ablate's cells each carry one of --seeds)."""
     from workbench.state import DecodeConfig
 
     block = args.block_size or getattr(getattr(model, "config", None), "block_size", None) or 32
     return DecodeConfig(block_size=block, max_new_tokens=args.gen_length or task.response_len,
-                        temperature=args.temperature, seed=args.seed, cache=getattr(args, "cache", "auto"))
+                        temperature=args.temperature, seed=args.seed if seed is None else seed,
+                        cache=getattr(args, "cache", "auto"))
 
 
 __all__ = ["strategy_params", "task_for", "decode_config", "add_model_arguments", "add_decoding_arguments", "resolve_model", "load_model", "parse_sets",

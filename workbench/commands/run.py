@@ -12,7 +12,6 @@ import json
 import sys
 from contextlib import nullcontext
 
-
 from plugins.tracer import RevisionCounter
 from workbench.commands.common import (
     add_decoding_arguments, add_model_arguments, decode_config, placed_model, resolve_model, strategy_params, task_for,

@@ -15,7 +15,6 @@ import json
 import sys
 from pathlib import Path
 
-
 from workbench.commands.common import (
     add_model_arguments, add_placement_arguments, decode_config, placed_model, resolve_model, strategy_params, task_for,
 )
