@@ -7,18 +7,11 @@ import time
 import torch
 
 from workbench.models.native import build_random_model
+from workbench.placement import DTYPES, place, resolve
 
 # The shipped default model's size (vocab 90, hidden 128, 4 layers, 4 heads).
 DEFAULT_SIZE = dict(hidden_size=128, num_layers=4, num_heads=4)
 VOCAB = 90
-
-
-def device() -> torch.device:
-    """CUDA when present, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
 
 
 def add_precision_argument(parser) -> None:
@@ -26,22 +19,15 @@ def add_precision_argument(parser) -> None:
                         help="weights: auto = bfloat16 on CUDA (with TF32), float32 on the CPU, as `workbench run`")
 
 
-def dtype(name: str = "auto") -> torch.dtype:
-    """The weight dtype for `--dtype`; switches TF32 on for CUDA as `workbench.placement.place` does."""
-    if torch.cuda.is_available():
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    return DTYPES[name]
-
-
-def model(*, block_causal: bool = True, dtype=torch.float32, **size):
-    """A random native model, default size unless `size` says otherwise. Wider models get 64-wide heads
-    (GPT-2 small's: hidden 768, 12 layers, 12 heads gives the ~100M-parameter model of the GPU targets)."""
+def model(*, block_causal: bool = True, dtype: str = "auto", **size):
+    """A random native model placed as `workbench run` places one (`workbench.placement`: the GPU when
+    present; `dtype` auto = bfloat16 with TF32 there, float32 on the CPU). Default size unless `size` says
+    otherwise; wider models get 64-wide heads (GPT-2 small's: hidden 768, 12 layers, 12 heads is the
+    ~100M-parameter model of the GPU targets)."""
     size = {**DEFAULT_SIZE, **size}
     if size["hidden_size"] > DEFAULT_SIZE["hidden_size"]:
         size["num_heads"] = size["hidden_size"] // 64
-    return build_random_model(VOCAB, seed=0, dtype=dtype, block_causal=block_causal, **size).to(device())
+    return place(build_random_model(VOCAB, seed=0, block_causal=block_causal, **size), resolve("auto", dtype))
 
 
 def params(m) -> str:

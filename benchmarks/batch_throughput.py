@@ -36,7 +36,7 @@ def main() -> None:
     C.add_precision_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = C.model(dtype=C.dtype(args.dtype), hidden_size=args.hidden, num_layers=args.layers)
+    model = C.model(dtype=args.dtype, hidden_size=args.hidden, num_layers=args.layers)
     prompts = C.prompts(args.batch, args.prompt_len, vary=7)
     config = DecodeConfig(block_size=args.block, max_new_tokens=args.new, cache=args.cache)
 

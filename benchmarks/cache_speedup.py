@@ -19,6 +19,7 @@ import statistics
 import torch
 
 import _common as C
+from workbench.placement import resolve
 from workbench.loop import generate
 from workbench.registry import make_manager
 from workbench.state import DecodeConfig
@@ -39,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     prompts = C.prompts(args.batch, args.prompt_len, vary=3)
-    dtype = C.dtype(args.dtype)
+    dtype = resolve("auto", args.dtype).dtype
     print(f"device: {C.machine()}; batch {args.batch}, prompt {args.prompt_len}, new {args.new}, "
           f"block {args.block}, hidden {args.hidden}, layers {args.layers}, {dtype}, threshold tau 0.9")
 
@@ -52,7 +53,7 @@ def main() -> None:
             return generate(model or timed_model, prompts, make_manager("threshold", params={"tau": 0.9}), config)
 
         if block_causal:  # exactness, on a float64 copy
-            exact = C.model(dtype=torch.float64, **size)
+            exact = C.model(dtype="float64", **size)
             ref, cached = run("none", exact), run("prefix", exact)
             assert [r.ids for r in ref] == [r.ids for r in cached] and [r.nfe for r in ref] == [r.nfe for r in cached], \
                 "the exact cache changed the float64 decode"

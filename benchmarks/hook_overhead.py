@@ -108,7 +108,7 @@ def main() -> None:
     C.add_precision_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = C.model(dtype=C.dtype(args.dtype), hidden_size=args.hidden, num_layers=args.layers)
+    model = C.model(dtype=args.dtype, hidden_size=args.hidden, num_layers=args.layers)
     config = DecodeConfig(block_size=16, max_new_tokens=64, cache="none")  # the inlined loop has no cache
     prompts = [[4 + (7 * i + j) % 80 for j in range(n)] for i, n in enumerate((12, 20, 7, 16))]
 

@@ -17,7 +17,8 @@ import torch
 from workbench.distributed import local_device
 
 DEVICES = ("auto", "cpu", "cuda")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# float64 for exactness checks (cached vs uncached, batch invariance), where no near-tie may flip an argmax.
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
 
 
 @attrs.frozen
