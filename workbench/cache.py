@@ -91,12 +91,15 @@ class KVCache:
 class CanvasRunner:
     """Forward of the current block with its whole context, recomputed every step (no cache).
 
-    `start_block` receives the context of the rows decoding the block and returns the forwards it spent
-    on them outside `forward` (0 for every runner here: the prompt's keys/values are computed inside the
-    first counted forward); `forward` returns the block's logits.
+    `start_block` receives the context of the rows decoding the block and returns the context forwards it
+    spent on them outside `forward` (0 for every runner here: the prompt's keys/values are computed inside
+    the first counted forward); they count in `RowResult.nfe_total`, not in `nfe`. `forward` returns the
+    block's logits. `separate_prefill`: the runner encodes the prompt in a forward of its own (counted by
+    `start_block`); False here, so `nfe_total` adds one forward for the prefill that rides in block 1.
     """
 
     mode = "none"
+    separate_prefill = False
 
     def __init__(self, model: Denoiser):
         self.model = model

@@ -78,7 +78,8 @@ def evaluate(
         for row, (ex, res) in enumerate(zip(batch, results)):
             output = decode(tokenizer, res.ids)
             correct = bool(task.check(ex, output))
-            extras = {"block_steps": list(res.block_steps), **(sample_extras(row) if sample_extras else {})}
+            extras = {"block_steps": list(res.block_steps), "nfe_total": res.nfe_total,
+                      **(sample_extras(row) if sample_extras else {})}
             if "unrevised_ids" in extras:  # a counterfactual output: did revisions fix or break the answer?
                 was_correct = bool(task.check(ex, decode(tokenizer, cut_after_eos(extras.pop("unrevised_ids"),
                                                                                   model.eos_id))))

@@ -89,6 +89,9 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
     block_ids = torch.tensor(block_of, device=device).expand(n, -1)  # (N, T)
 
     nfe = torch.zeros(n, dtype=torch.long)
+    # Context forwards: the prompt prefill counts as one even when it rides in block 1's first forward (the
+    # DMax / Fast-dLLM convention), plus what a runner spends outside the refinement steps.
+    context_forwards = torch.full((n,), 0 if runner.separate_prefill else 1, dtype=torch.long)
     alive = torch.ones(n, dtype=torch.bool)  # rows that have not yet produced EOS
     block_steps: list[list[int]] = [[] for _ in range(n)]
     decoded = [0] * n  # generated positions decoded per row
@@ -103,7 +106,7 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
         state = BlockState.start_block(block_index=k, start=start, rows=rows.to(device), length=end - start,
                                        mask_id=model.mask_id, vocab_size=model.vocab_size, config=config,
                                        stash=stash)
-        nfe[rows] += runner.start_block(canvas[rows], valid[rows], block_ids[rows], lo, hi)
+        context_forwards[rows] += runner.start_block(canvas[rows], valid[rows], block_ids[rows], lo, hi)
         n_running = state.batch_size  # rows still refining this block; the running set only shrinks
         while n_running:
             everyone = n_running == state.batch_size  # a Python int: no host sync, no row indexing
@@ -159,6 +162,7 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
         ids = cut_after_eos(ids, model.eos_id)
         tokens = len(ids) - (1 if ids and ids[-1] == model.eos_id else 0)
         results.append(RowResult(ids=ids, nfe=int(nfe[i]), tokens=tokens, seconds=seconds[i],
-                                 block_steps=block_steps[i], prompt_len=len(prompts[i])))
+                                 block_steps=block_steps[i], prompt_len=len(prompts[i]),
+                                 nfe_total=int(nfe[i] + context_forwards[i])))
     hooks.on_generation_end(results)
     return results

@@ -202,7 +202,11 @@ class RowResult:
 
     Attributes:
         ids: generated token ids, cut after the first EOS (which is kept; at most one trailing EOS).
-        nfe: model forwards that included this row (prefill included).
+        nfe: refinement forwards of this row: forwards that predicted its block positions. A prompt prefill
+            that rides in block 1's first forward (every runner of the native model) is not a forward of its own.
+        nfe_total: `nfe` plus the context forwards, with the prompt prefill counted as its own forward (the
+            DMax / Fast-dLLM convention: their reference code runs it separately) and every separate
+            context-encoding forward of an encoder-decoder model counted too.
         tokens: generated tokens excluding EOS (= `len(ids)` minus a trailing EOS).
         seconds: wall time from the start of `generate` until this row stopped.
         block_steps: forwards spent on each decoded block.
@@ -215,8 +219,14 @@ class RowResult:
     seconds: float
     block_steps: list[int]
     prompt_len: int
+    nfe_total: int = 0
 
     @property
     def tpf(self) -> float:
-        """Tokens per forward."""
+        """Tokens per refinement forward (`nfe`)."""
         return self.tokens / self.nfe if self.nfe else 0.0
+
+    @property
+    def tpf_total(self) -> float:
+        """Tokens per forward with the prefill counted as its own forward (`nfe_total`)."""
+        return self.tokens / self.nfe_total if self.nfe_total else 0.0
