@@ -46,6 +46,26 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def data_text(meta: dict) -> str:
+    """The card's data field: generated task data, or the file trained on with its sha256 and, for a
+    `workbench distill` file, where its decodes come from (`training.json`'s `data` record)."""
+    record = meta.get("data")
+    path = record["path"] if record else meta["train_config"].get("data")
+    if not path:
+        return "generated from the task (held-out split excluded)"
+    if not record:
+        return f"`{path}`"
+    text = f"`{path}` (sha256 `{record['sha256'][:16]}`)"
+    source = record.get("meta")
+    if source:
+        params = ", ".join(f"{k}={v}" for k, v in source["params"].items()) or "defaults"
+        filtered = "kept if the task checks them correct" if source["filtered_by_correctness"] else "unfiltered"
+        text += (f": self-distilled, {source['kept']} of {source['decoded']} decodes of `{source['task']}` training "
+                 f"prompts (seed {source['seed']}) by `{source['model']}` (checkpoint `{source['model_hash'][:16]}`), "
+                 f"{source['strategy']} ({params}), {filtered}")
+    return text
+
+
 def write_card(out: Path, meta: dict, rows: list[dict], extra: str = "") -> Path:
     cfg = meta["train_config"]
     text = f"""# Model card: `{out.name}`
@@ -60,7 +80,7 @@ Native block-{'causal' if cfg['block_causal'] else 'bidirectional'} denoiser tra
 | steps x batch | {cfg['steps']} x {cfg['batch_size']} |
 | lr (peak, warmup, cosine) | {cfg['lr']} ({cfg['warmup']}) |
 | seed | {cfg['seed']} |
-| data | {cfg['data'] or 'generated from the task (held-out split excluded)'} |
+| data | {data_text(meta)} |
 | block size | {cfg['block_size']} |
 | parameters | {meta['parameters_millions']} M |
 | training time | {meta['seconds']} s |

@@ -28,6 +28,7 @@ import torch.distributed as dist
 from trainers import make_objective
 from trainers.base import CorruptedCopy, TrainBatch, collate, response_logits, weighted_cross_entropy
 from workbench.card import evaluation_rows, write_card
+from workbench.distill import data_record
 from workbench.distributed import local_device, mean_over_ranks, rank_rows
 from workbench.models.native import NativeDenoiser, NativeDenoiserConfig
 from workbench.models.tokenizer import build_char_tokenizer, load_tokenizer
@@ -83,6 +84,9 @@ PRESETS: dict[str, dict] = {
     "sum-continue": dict(task="sum", steps=5000, batch_size=64, lr=1.5e-3, warmup=0.02, seed=1, block_size=8),
     "base": dict(task="choice", steps=2000, batch_size=64, lr=1e-3, warmup=0.02, seed=1, block_size=8),
     "post": dict(task="choice", steps=1000, batch_size=64, lr=3e-4, seed=2, block_size=8),
+    # The second task `spans` (block 32): the choice base continued with mdlm, then the same post-training.
+    "spans-base": dict(task="spans", steps=2000, batch_size=64, lr=1e-3, warmup=0.02, seed=1, block_size=32),
+    "spans-post": dict(task="spans", steps=1000, batch_size=64, lr=3e-4, seed=2, block_size=32),
 }
 
 
@@ -206,7 +210,8 @@ def train(cfg: TrainConfig, out: str | Path, *, init: str | None = None, progres
         tokenizer.save_pretrained(out)
         meta = {"train_config": attrs.asdict(cfg), "init": init, "seconds": round(time.time() - t0, 1),
                 "final_loss": sum(history[-50:]) / max(1, len(history[-50:])), "loss_history": history[:: max(1, len(history) // 200)],
-                "parameters_millions": round(model.num_parameters_millions(), 3), "command": command}
+                "parameters_millions": round(model.num_parameters_millions(), 3), "command": command,
+                "data": data_record(cfg.data)}  # which data: path, sha256, distillation metadata
         (out / "training.json").write_text(json.dumps(meta, indent=1))
         rows = []
         if cfg.eval_limit:
