@@ -41,6 +41,15 @@ def test_summarize_hand_values():
     assert s.nfe == 1.5 and s.tokens == 5.0
 
 
+def test_summarize_both_nfe_conventions():
+    # Sample 0 stored its nfe_total (a separate prefill forward and one more context forward); sample 1 is an
+    # older record without the key: its prefill rode in block 1's first forward, so nfe_total = nfe + 1.
+    s = summarize([_sample(0, True, nfe=2, tokens=4, extras={"nfe_total": 4}), _sample(1, True, nfe=1, tokens=6)])
+    assert s.nfe_total == pytest.approx((4 + 2) / 2)
+    assert s.tpf_total == pytest.approx((4 / 4 + 6 / 2) / 2)  # 2.0, against tpf 4.0
+    assert s.tpf == pytest.approx((4 / 2 + 6 / 1) / 2)
+
+
 def test_summarize_rejects_empty_and_zero_nfe_and_marks_missing_timing():
     with pytest.raises(ValueError):
         summarize([])

@@ -307,3 +307,134 @@ def test_checkpoint_hash(tmp_path):
     assert checkpoint_hash(model) != h
     with pytest.raises(FileNotFoundError):
         checkpoint_hash(tmp_path / "missing")
+
+
+# --- damaged, read-only and full stores (issue 15, items 5, 6, 8 and 17) --------------------------------------
+
+
+def _filled_store(path: Path, n: int = 300) -> str:
+    with ResultsStore(path) as store:
+        key = store.ensure_run(CONFIG)
+        for i in range(n):
+            store.add_sample(key, _sample(i, prompt="p" * 50 + str(i), output="o" * 40))
+    return key
+
+
+def _damage_a_middle_page(path: Path) -> None:
+    """Overwrite the cell pointers of a b-tree page in the middle of the file: the header, the schema and the
+    first pages stay intact, so the file opens as before and fails only where that page is read."""
+    data = bytearray(path.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    n = len(data) // page
+    for p in range(n // 2, n):
+        if data[p * page] in (0x0A, 0x0D):  # index or table leaf page
+            data[p * page + 8 : p * page + 40] = b"\xff" * 32
+            break
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_page_is_refused_before_anything_is_written(tmp_path, capsys):
+    from workbench.cli import main as cli
+
+    path = tmp_path / "damaged.sqlite"
+    _filled_store(path)
+    _damage_a_middle_page(path)
+    _assert_refused_untouched(path)
+    with pytest.raises(StoreError, match="is damaged"):
+        ResultsStore(path, readonly=True)
+    before = _digest(path)
+    assert cli(["report", "--store", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "damaged" in err and str(path) in err and len(err.splitlines()) == 1
+    assert _digest(path) == before and sorted(os.listdir(tmp_path)) == ["damaged.sqlite"]
+
+
+def _store_with_other_columns(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("CREATE TABLE runs (key TEXT PRIMARY KEY, payload TEXT)")
+    conn.execute("CREATE TABLE samples (run_key TEXT, idx INTEGER, blob BLOB)")
+    conn.execute("INSERT INTO runs VALUES ('k', '{}')")
+    conn.commit()
+    conn.close()
+
+
+def test_marker_with_other_columns_is_refused_untouched(tmp_path, capsys):
+    from workbench.cli import main as cli
+
+    path = tmp_path / "other-columns.sqlite"
+    _store_with_other_columns(path)
+    _assert_refused_untouched(path)
+    before = _digest(path)
+    assert cli(["report", "--store", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "columns" in err and len(err.splitlines()) == 1
+    assert _digest(path) == before and sorted(os.listdir(tmp_path)) == ["other-columns.sqlite"]
+
+
+def test_readonly_open_writes_nothing_and_refuses_writes(tmp_path):
+    path = tmp_path / "r.sqlite"
+    key = _filled_store(path, n=5)
+    before, listing = _digest(path), sorted(os.listdir(tmp_path))
+    with ResultsStore(path, readonly=True) as store:
+        assert [s.index for s in store.samples(key)] == list(range(5))
+        with pytest.raises(StoreError, match="read-only"):
+            store.add_sample(key, _sample(9))
+    assert _digest(path) == before and sorted(os.listdir(tmp_path)) == listing  # no -wal, -shm or journal
+    with pytest.raises(StoreError, match="does not exist"):
+        ResultsStore(tmp_path / "absent.sqlite", readonly=True)
+
+
+def test_readonly_open_sees_samples_a_live_writer_has_not_checkpointed(tmp_path):
+    path = tmp_path / "live.sqlite"
+    with ResultsStore(path) as writer:
+        key = writer.ensure_run(CONFIG)
+        writer.add_sample(key, _sample(0))
+        assert Path(f"{path}-wal").stat().st_size > 0  # the sample lives in the WAL so far
+        with ResultsStore(path, readonly=True) as reader:
+            assert reader.done_samples(key) == {0}
+
+
+def test_report_reads_a_store_on_a_readonly_disk_and_run_says_why_it_cannot_write(tmp_path, capsys):
+    from faults import make_readonly, readonly_folder
+
+    from workbench.cli import main as cli
+
+    cell = {"strategy": "threshold", "params": {"tau": 0.9}, "plugins": [], "providers": {}, "trainer": "mdlm",
+            "model_hash": "h", "task": "sum", "split": "eval", "decode": {"block_size": 8, "seed": 0}, "version": "t"}
+    with readonly_folder(tmp_path / "ro") as folder:
+        path = folder / "grid.sqlite"
+        with ResultsStore(path) as store:
+            key = store.ensure_run(cell)
+            for i in range(4):
+                store.add_sample(key, _sample(i))
+        make_readonly(folder)
+        listing = sorted(os.listdir(folder))
+        with ResultsStore(path, readonly=True) as store:
+            assert len(store.samples(key)) == 4
+        capsys.readouterr()
+        assert cli(["report", "--store", str(path), "--format", "json"]) == 0
+        assert capsys.readouterr().out.startswith("{")
+        with pytest.raises(StoreError, match="cannot be written here") as err:
+            with ResultsStore(path) as store:
+                store.add_sample(key, _sample(99))
+        assert "--store" in str(err.value) and "\n" not in str(err.value)
+        assert sorted(os.listdir(folder)) == listing
+
+
+def test_full_disk_is_one_clear_error_and_keeps_what_was_stored(tmp_path):
+    path = tmp_path / "full.sqlite"
+    with ResultsStore(path) as store:
+        key = store.ensure_run(CONFIG)
+        store.add_sample(key, _sample(0))
+        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+        store._db.execute(f"PRAGMA max_page_count = {pages + 1}")  # what SQLite reports on a full disk
+        with pytest.raises(StoreError, match="disk is full") as err:
+            for i in range(1, 200):
+                store.add_sample(key, _sample(i, prompt="x" * 2000))
+        assert "rerun the same command" in str(err.value)
+        stored = store.done_samples(key)
+    assert 0 in stored
+    with ResultsStore(path) as store:
+        assert store.done_samples(key) == stored

@@ -8,6 +8,10 @@ report` and `workbench plot` rebuild the grid from any store, whoever wrote it.
 A *method* is everything that identifies a cell except its tau and its seed (strategy x trainer, plus other
 parameters, plugins and decode settings when they differ): its tau cells are the points of one accuracy-vs-TPF
 curve and one AUP. A *group* is a method's cell at one tau: its seeds are aggregated (mean +- std).
+
+Training seeds: a trainer label `NAME/seedK` (what `workbench ablate --model-dir DIR` gives the model folder
+DIR/NAME/seedK) is training seed K of NAME. Its method is NAME's, whatever the checkpoint, so the cells of every
+training seed of NAME at one tau form one group and are aggregated like decoding seeds.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -22,7 +27,8 @@ import attrs
 
 from workbench.registry import PluginError, strategy_names, strategy_threshold_param
 
-__all__ = ["Cell", "CellResult", "expand", "parse_list", "parse_seeds", "parse_taus", "method_of", "tau_of"]
+__all__ = ["Cell", "CellResult", "expand", "parse_list", "parse_seeds", "parse_taus", "method_of", "split_trainer",
+           "tau_of"]
 
 
 def parse_list(text: str, what: str) -> list[str]:
@@ -119,10 +125,22 @@ def _decode_without_seed(config: dict) -> dict:
     return {k: v for k, v in sorted(config.get("decode", {}).items()) if k != "seed"}
 
 
+_TRAINING_SEED = re.compile(r"^(?P<name>.+)/seed(?P<seed>\d+)$")
+
+
+def split_trainer(label: str | None) -> tuple[str, int | None]:
+    """(trainer name, training seed) of a trainer label: `oput/seed3` -> ('oput', 3), `oput` -> ('oput', None)."""
+    match = _TRAINING_SEED.match(label or "")
+    return (match["name"], int(match["seed"])) if match else (label or "", None)
+
+
 def method_of(config: dict) -> tuple:
-    """Hashable identity of a run's method: all of its configuration except tau and seed."""
-    return (config.get("task"), config.get("strategy"), config.get("trainer") or "",
-            config.get("model_hash"), json.dumps(_other_params(config), sort_keys=True),
+    """Hashable identity of a run's method: all of its configuration except tau and seed (decoding seed, and
+    the training seed of a `NAME/seedK` trainer, whose checkpoint then stands for NAME's training recipe)."""
+    trainer, training_seed = split_trainer(config.get("trainer"))
+    model = f"training seeds of {trainer}" if training_seed is not None else config.get("model_hash")
+    return (config.get("task"), config.get("strategy"), trainer, model,
+            json.dumps(_other_params(config), sort_keys=True),
             tuple(config.get("plugins", [])), json.dumps(_decode_without_seed(config), sort_keys=True),
             config.get("version"))
 
@@ -141,8 +159,14 @@ class CellResult:
 
     @property
     def trainer(self) -> str:
-        trainer = self.config.get("trainer")
+        """The trainer name (a `NAME/seedK` label's NAME), or the checkpoint hash when the run has none."""
+        trainer = split_trainer(self.config.get("trainer"))[0]
         return trainer if trainer else f"model:{str(self.config.get('model_hash', ''))[:8]}"
+
+    @property
+    def training_seed(self) -> int | None:
+        """K of a `NAME/seedK` trainer label; None for a model that is not one of several training seeds."""
+        return split_trainer(self.config.get("trainer"))[1]
 
     @property
     def task(self) -> str:

@@ -1,7 +1,7 @@
 """Metrics of a decoded run and comparisons between runs.
 
-- `summarize`: accuracy, TPF (mean over samples and pooled), TPS, NFE and tokens of one run (ALGORITHMS.md,
-  "Counting").
+- `summarize`: accuracy, TPF (mean over samples and pooled), TPS, NFE and tokens of one run, and NFE / TPF
+  with the prefill counted as its own forward (`nfe_total`, `tpf_total`: the DMax / Fast-dLLM convention).
 - `aup`, `aup_by_method`: Accuracy Under Parallelism (d3LLM), exactly as ALGORITHMS.md, "Metrics".
 - `mcnemar_exact`, `paired_bootstrap`, `compare_paired`: two cells decoded on the same samples.
 - `mean_std_over_seeds`, `revision_stats`: aggregation helpers.
@@ -32,6 +32,7 @@ __all__ = [
     "compare_paired",
     "mcnemar_exact",
     "mean_std_over_seeds",
+    "nfe_total_of",
     "paired_bootstrap",
     "revision_stats",
     "summarize",
@@ -57,6 +58,18 @@ class Summary:
     tps: float  # mean over samples of tokens / seconds; NaN when some sample has no timing (seconds == 0)
     nfe: float  # mean NFE per sample
     tokens: float  # mean generated tokens per sample
+    # The DMax / Fast-dLLM convention: the prompt prefill counted as a forward of its own (`nfe_total`), so
+    # nfe_total = nfe + 1 with a fused prefill. tpf_total: mean over samples of tokens / nfe_total.
+    nfe_total: float
+    tpf_total: float
+
+
+def nfe_total_of(sample: Any) -> int:
+    """A sample's forwards with the prefill counted as its own forward: `extras["nfe_total"]` (stored by
+    `workbench.evaluate`), else nfe + 1 (samples stored before the key existed had the prefill fused into
+    block 1's first forward, the loop's only layout then)."""
+    extras = getattr(sample, "extras", None) or {}
+    return int(extras.get("nfe_total", sample.nfe + 1))
 
 
 def summarize(samples: Iterable[Any]) -> Summary:
@@ -73,6 +86,7 @@ def summarize(samples: Iterable[Any]) -> Summary:
         # Every generation runs at least one forward (the prefill), so NFE 0 is a counting bug upstream.
         raise ValueError(f"samples {bad[:10]} have nfe <= 0; NFE counts forwards, prefill included, so it is >= 1")
     tps = float(np.mean(tokens / seconds)) if (seconds > 0).all() else math.nan
+    nfe_total = np.array([nfe_total_of(s) for s in samples], dtype=float)
     return Summary(
         n=len(samples),
         accuracy=float(correct.mean()),
@@ -81,6 +95,8 @@ def summarize(samples: Iterable[Any]) -> Summary:
         tps=tps,
         nfe=float(nfe.mean()),
         tokens=float(tokens.mean()),
+        nfe_total=float(nfe_total.mean()),
+        tpf_total=float(np.mean(tokens / nfe_total)),
     )
 
 

@@ -17,16 +17,28 @@ samples already decoded, so an interrupted ablation resumes where it stopped:
 Durability: the database runs in WAL mode and every `add_sample` is its own committed transaction with
 `synchronous=FULL`, so a `kill -9` (or a power cut) between samples loses nothing already added.
 
-Safety: the store never modifies a file it did not create. A file that is not SQLite, or a SQLite database
-without our `application_id` / schema version / tables, raises `StoreError` before anything is written.
+Safety: the store never modifies a file it did not create. A file that is not SQLite, a SQLite database
+without our `application_id` / schema version / tables / columns, or a store that fails SQLite's
+`PRAGMA quick_check` (a damaged page) raises `StoreError` before anything is written.
+
+Reading: `ResultsStore(path, readonly=True)` (what `workbench report` and `plot` open) never writes: it opens
+the file with SQLite's `mode=ro`, or as `immutable` when no writer's log (`-wal`) is beside it, so a store on
+read-only media or in a folder the user cannot write reads the same. Writing errors (a full or read-only disk)
+raise `StoreError` saying which file and what to do; samples stored before stay stored.
+
+Two processes decoding the same run at once are kept apart by `workbench.runlock` (the caller claims a run
+before decoding it), not by the store.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
+import os
 import sqlite3
+import warnings
 from datetime import datetime, timezone
 from os import PathLike
 from pathlib import Path
@@ -80,6 +92,17 @@ class StoreError(Exception):
     """The results store cannot be opened or used as asked; the message says which file and what to do."""
 
 
+@functools.cache
+def _expected_columns() -> dict[str, list[str]]:
+    """Column names per table, read from `_SCHEMA` itself so the check cannot drift from what we create."""
+    mem = sqlite3.connect(":memory:")
+    try:
+        mem.executescript(_SCHEMA)
+        return {t: [r[1] for r in mem.execute(f"PRAGMA table_info({t})")] for t in sorted(_TABLES)}
+    finally:
+        mem.close()
+
+
 def _canonical_json(obj: Any) -> str:
     # sort_keys + fixed separators: the same dict always gives the same bytes, whatever its insertion order.
     # allow_nan=False: NaN has no JSON spelling and NaN != NaN would make equal configs unequal.
@@ -99,6 +122,13 @@ def config_key(config: dict) -> str:
     if not isinstance(config, dict):
         raise TypeError(f"config must be a dict, got {type(config).__name__}")
     return hashlib.sha256(_canonical_json(config).encode("utf-8")).hexdigest()
+
+
+def _write_refused(exc: sqlite3.Error) -> bool:
+    """Whether SQLite refused a write for a reason outside the store: disk full, read-only, lock held."""
+    text = str(exc).lower()
+    return any(word in text for word in ("full", "readonly", "read-only", "unable to open", "locked", "busy",
+                                         "disk i/o"))
 
 
 def _now() -> str:
@@ -152,20 +182,25 @@ class RunRecord:
 class ResultsStore:
     """A SQLite results store at `path`; created if missing, refused (StoreError) if it is anything else.
 
+    `readonly=True` opens an existing store for reading only (see the module docstring); nothing is created.
     Use as a context manager or call `close()`. One instance per thread (sqlite3 connections are not shared).
     """
 
-    def __init__(self, path: str | PathLike[str]) -> None:
+    def __init__(self, path: str | PathLike[str], *, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
         self._conn: sqlite3.Connection | None = None
         self._check_file_before_open()
+        if readonly:
+            self._conn = self._open_readonly()
+            return
         fresh = not self.path.exists() or self.path.stat().st_size == 0
-        if fresh:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            if fresh:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: autocommit; every write below is its own transaction unless BEGIN is explicit.
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        except sqlite3.Error as exc:
+        except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{self.path}: cannot open the results store ({exc}); check the path and permissions") from exc
         try:
             self._init_or_verify(conn, fresh)
@@ -188,6 +223,9 @@ class ResultsStore:
         # Look at the raw header ourselves first: sqlite3 would only fail at the first query, and we want
         # a clear message and the guarantee that nothing is written to a foreign file.
         if not self.path.exists():
+            if self.readonly:
+                raise StoreError(f"results store {self.path} does not exist; run `workbench ablate` or "
+                                 f"`workbench run` first")
             return
         if not self.path.is_file():
             raise self._refuse("exists but is not a regular file")
@@ -198,6 +236,72 @@ class ResultsStore:
             raise StoreError(f"{self.path}: cannot read the results store ({exc}); check permissions") from exc
         if head and head != _SQLITE_MAGIC:
             raise self._refuse("is not a SQLite database (not a workbench results store)")
+        if not head and self.readonly:
+            raise StoreError(f"results store {self.path} is empty; run `workbench ablate` or `workbench run` first")
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """A connection that cannot write. With a writer's log beside the file (a run in progress, or killed)
+        SQLite's `mode=ro` reads it too; otherwise `immutable=1` needs neither locks nor -shm/-wal files, so
+        a read-only folder or medium works and nothing appears beside the store."""
+        uri = self.path.resolve().as_uri()
+        wal = Path(f"{self.path}-wal")
+        conn = None
+        if wal.is_file() and wal.stat().st_size > 0:
+            try:
+                conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30.0, isolation_level=None)
+                conn.execute("PRAGMA application_id").fetchone()
+            except sqlite3.Error:
+                if conn is not None:
+                    conn.close()
+                conn = None
+                warnings.warn(f"{wal} (samples a writer has not yet merged into {self.path.name}) cannot be read "
+                              f"from here; showing the store without them", stacklevel=3)
+        if conn is None:
+            conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None)
+        try:
+            self._verify(conn)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise self._refuse(f"is damaged or not a results store (SQLite: {exc})") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _verify(self, conn: sqlite3.Connection) -> None:
+        """Refuse (StoreError) anything but an intact store of this schema. Reads only."""
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if app_id != APPLICATION_ID:
+            raise self._refuse(
+                f"is a SQLite database of another application (application_id {app_id:#x}, "
+                f"expected {APPLICATION_ID:#x})"
+            )
+        if version != SCHEMA_VERSION:
+            raise self._refuse(
+                f"is a workbench results store with schema version {version}; this workbench reads "
+                f"version {SCHEMA_VERSION}. Use the workbench version that wrote it, or a new path"
+            )
+        if not _TABLES <= tables:
+            raise self._refuse(f"has the workbench marker but lacks the tables {sorted(_TABLES - tables)}")
+        for table, expected in _expected_columns().items():
+            found = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+            if sorted(found) != sorted(expected):
+                raise self._refuse(
+                    f"has the workbench marker but its {table!r} table has the columns {', '.join(found)} "
+                    f"instead of {', '.join(expected)}, so it was not written by this workbench"
+                )
+        # quick_check reads every page once (milliseconds for thousands of samples) and finds damaged pages,
+        # which would otherwise surface as a DatabaseError in the middle of a report or a run.
+        problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
+            found = "; ".join(line for p in problems for line in p.splitlines() if not line.startswith("***"))
+            raise StoreError(
+                f"{self.path} is damaged (SQLite quick_check: {found[:300]}); it was left untouched. "
+                f"Restore it from a copy, or pass a new path for the results store and decode again "
+                f"(`sqlite3 {self.path} .recover` may save the readable samples)"
+            )
 
     def _init_or_verify(self, conn: sqlite3.Connection, fresh: bool) -> None:
         try:
@@ -206,7 +310,6 @@ class ResultsStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
                 tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
                 created_here = False
                 if fresh and app_id == 0 and not tables:
@@ -216,18 +319,8 @@ class ResultsStore:
                         if statement.strip():
                             conn.execute(statement)
                     created_here = True
-                elif app_id != APPLICATION_ID:
-                    raise self._refuse(
-                        f"is a SQLite database of another application (application_id {app_id:#x}, "
-                        f"expected {APPLICATION_ID:#x})"
-                    )
-                elif version != SCHEMA_VERSION:
-                    raise self._refuse(
-                        f"is a workbench results store with schema version {version}; this workbench reads "
-                        f"version {SCHEMA_VERSION}. Use the workbench version that wrote it, or a new path"
-                    )
-                elif not _TABLES <= tables:
-                    raise self._refuse(f"has the workbench marker but lacks the tables {sorted(_TABLES - tables)}")
+                else:
+                    self._verify(conn)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -239,8 +332,36 @@ class ResultsStore:
                 conn.execute("PRAGMA journal_mode = WAL")
             elif conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.OperationalError as exc:
+            if _write_refused(exc):
+                raise self._write_error(exc) from exc
             raise self._refuse(f"cannot be read as a results store ({exc})") from exc
+        except sqlite3.DatabaseError as exc:
+            raise self._refuse(f"is damaged or not a results store (SQLite: {exc})") from exc
+
+    def _write_error(self, exc: sqlite3.Error) -> StoreError:
+        """A one-line StoreError for a write SQLite refused: full disk, read-only file or folder, lock held."""
+        text = str(exc)
+        if "full" in text:
+            return StoreError(f"{self.path}: the disk is full ({text}); the samples stored before are kept. Free "
+                              f"some space and rerun the same command to continue")
+        if "locked" in text or "busy" in text:
+            return StoreError(f"{self.path}: another process has held the store's write lock for 30 s ({text}); "
+                              f"wait for it or use another --store")
+        return StoreError(f"{self.path} cannot be written here ({text}): read-only file, folder or disk. "
+                          f"`workbench report` reads it as it is; to decode, pass --store on a writable disk "
+                          f"(a copy of this file keeps its samples)")
+
+    def _write(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        if self.readonly:
+            raise StoreError(f"{self.path} was opened read-only (ResultsStore(path, readonly=True)); open it "
+                             f"without readonly to add runs or samples")
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            if _write_refused(exc):
+                raise self._write_error(exc) from exc
+            raise
 
     # --- context manager -----------------------------------------------------------------------------------
 
@@ -266,7 +387,7 @@ class ResultsStore:
     def ensure_run(self, config: dict) -> str:
         """Record the run for `config` if it is new; return its key either way (an existing run is untouched)."""
         key = config_key(config)
-        self._db.execute(
+        self._write(
             "INSERT OR IGNORE INTO runs (key, config_json, created) VALUES (?, ?, ?)",
             (key, _canonical_json(config), _now()),
         )
@@ -274,7 +395,7 @@ class ResultsStore:
 
     def mark_complete(self, key: str) -> None:
         """Record that every sample of run `key` is in (keeps the first completion time)."""
-        cur = self._db.execute("UPDATE runs SET completed = COALESCE(completed, ?) WHERE key = ?", (_now(), key))
+        cur = self._write("UPDATE runs SET completed = COALESCE(completed, ?) WHERE key = ?", (_now(), key))
         if cur.rowcount == 0:
             raise StoreError(f"{self.path}: no run with key {key}; call ensure_run(config) first")
 
@@ -302,7 +423,7 @@ class ResultsStore:
             raise TypeError(f"sample must be a SampleRecord, got {type(sample).__name__}")
         extras = _canonical_json(sample.extras) if sample.extras else None
         try:
-            self._db.execute(
+            self._write(
                 "INSERT INTO samples (run_key, idx, prompt_id, prompt, output, expected, correct, nfe, tokens, "
                 "seconds, extras_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (key, sample.index, sample.prompt_id, sample.prompt, sample.output, sample.expected,
@@ -312,8 +433,9 @@ class ResultsStore:
             if key not in {r.key for r in self.runs()}:
                 raise StoreError(f"{self.path}: no run with key {key}; call ensure_run(config) first") from exc
             raise StoreError(
-                f"{self.path}: sample {sample.index} of run {key} is already stored; skip the indices in "
-                f"done_samples(key)"
+                f"{self.path}: sample {sample.index} of run {key[:12]} is already stored: another process wrote it "
+                f"while this one decoded it, or the caller did not skip the samples in done_samples(key). Rerun "
+                f"the command; it reuses what is stored"
             ) from exc
 
     def samples(self, key: str) -> list[SampleRecord]:

@@ -4,6 +4,8 @@ Every cell runs through `workbench.evaluate.evaluate`, so each finished sample i
 (`--store`) at once: rerunning the same command after Ctrl-C or `kill -9` decodes only what is missing.
 Each trainer's model is loaded once (the shipped default model, or `--model-dir DIR/<trainer>`); `--tau` sets
 each strategy's main threshold (threshold: tau, hard/spd: tau_dec, hierarchical: its high threshold...).
+Training seeds: when DIR/<trainer> holds model folders `seed<K>/` instead of a model, each is decoded as the
+trainer label `<trainer>/seed<K>`, and the grid reports every cell as mean ± std over those training seeds.
 With greedy decoding (temperature 0) seeds give identical decodes; they matter with --temperature > 0.
 Under torchrun every cell's samples are shared out over the processes and gathered on rank 0, which alone
 writes the store and prints (see `workbench.evaluate`).
@@ -38,7 +40,8 @@ def add_arguments(parser) -> None:
     grid.add_argument("--tau", default="0.95,0.5,0", help="comma-separated main thresholds in [0, 1]")
     grid.add_argument("--seeds", default="0", help="comma-separated decoding seeds")
     grid.add_argument("--model-dir", default=None, metavar="DIR",
-                      help="folder with one model subfolder per trainer (default: the shipped models)")
+                      help="folder with one model subfolder per trainer, or per trainer one subfolder seed<K> per "
+                           "training seed (default: the shipped models)")
     dec = parser.add_argument_group("decoding")
     dec.add_argument("--task", default=None, help="task name or jsonl:PATH (default: the first model's training task)")
     dec.add_argument("--limit", type=int, default=None, metavar="N", help=f"first N examples (default {DEFAULT_LIMIT})")
@@ -80,7 +83,17 @@ def strategy_params(strategies: list[str], pairs: list[str]) -> dict[str, dict]:
     return out
 
 
+def seed_folders(path: Path) -> dict[int, Path]:
+    """Training seed -> model folder for the `seed<K>/` model folders inside `path` (empty when there are none)."""
+    found = {}
+    for sub in path.glob("seed*"):
+        if sub.name[4:].isdigit() and (sub / "config.json").is_file():
+            found[int(sub.name[4:])] = sub
+    return dict(sorted(found.items()))
+
+
 def model_paths(trainers: list[str], model_dir: str | None) -> dict[str, str]:
+    """Trainer label -> model folder: `t` for DIR/t (or the shipped model), `t/seedK` for each DIR/t/seedK."""
     from trainers import TRAINERS
 
     known = set(TRAINERS) | {"base"}
@@ -92,7 +105,14 @@ def model_paths(trainers: list[str], model_dir: str | None) -> dict[str, str]:
                 if t not in known:
                     raise ValueError(f"unknown trainer {t!r}: no folder {path}; trainers: {', '.join(sorted(known))}")
                 raise ModelLoadError(f"--model-dir {model_dir} has no subfolder {t!r} (one model folder per trainer)")
-            paths[t] = str(path)
+            seeds = {} if (path / "config.json").is_file() else seed_folders(path)
+            if not seeds and not (path / "config.json").is_file():
+                raise ModelLoadError(f"{path} holds neither a model (config.json) nor training-seed model folders "
+                                     f"seed<K>/")
+            for k, sub in seeds.items():
+                paths[f"{t}/seed{k}"] = str(sub)
+            if not seeds:
+                paths[t] = str(path)
         else:
             if t not in known:
                 raise ValueError(f"unknown trainer {t!r}; trainers: {', '.join(sorted(known))}")
@@ -114,15 +134,16 @@ def _main(args) -> int:
         raise ValueError(f"--limit {args.limit}: give a positive number of examples")
     if args.batch_size <= 0:
         raise ValueError(f"--batch-size {args.batch_size}: give a positive number")
-    cells = expand(strategies, trainers, taus, seeds)
     per_strategy = strategy_params(strategies, args.set)
     for s in strategies:  # build one manager per strategy now so a bad parameter fails before any model loads
         make_manager(s, params={**per_strategy[s], strategy_threshold_param(s): taus[0]}, plugin_files=args.plugin)
     paths = model_paths(trainers, args.model_dir)
+    labels = list(paths)  # trainers, with one label per training seed where DIR/<trainer> holds seed folders
+    cells = expand(strategies, labels, taus, seeds)
 
     models = {t: placed_model(p, args) for t, p in paths.items()}  # each loaded once; torchrun: this rank's GPU
     hashes = {t: checkpoint_hash(p) for t, p in paths.items()}
-    task_name, task = task_for(args, paths[trainers[0]])
+    task_name, task = task_for(args, paths[labels[0]])
     examples = task.eval_split(args.limit or DEFAULT_LIMIT)
 
     from plugins.tracer import RevisionCounter

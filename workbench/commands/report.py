@@ -1,7 +1,8 @@
 """Print the ablation grid held in a results store: one row per cell, AUP per method, paired significance.
 
-A row is one cell (strategy x trainer x tau, with its other parameters); its seeds are aggregated as
-mean ± std. Each row is compared with a reference cell on the same trainer and task (default: `threshold`
+A row is one cell (strategy x trainer x tau, with its other parameters); its seeds (decoding seeds, and the
+training seeds of models labelled `NAME/seedK`, see `workbench.grid`) are aggregated as mean ± std. TPF counts
+the prompt prefill inside block 1's first forward, TPF_total as a forward of its own (DMax, Fast-dLLM). Each row is compared with a reference cell on the same trainer and task (default: `threshold`
 at its highest tau; `--reference STRATEGY[@TAU]`) on the samples both decoded: exact McNemar p marked
 `*` (p < 0.05) or `**` (p < 0.01), and a paired bootstrap 95 % CI of the accuracy difference (markdown, json,
 csv). AUP per method (strategy x trainer; its points are its tau cells, y_max = best accuracy of all methods
@@ -18,6 +19,7 @@ import math
 from collections import defaultdict
 
 import attrs
+import numpy as np
 
 from workbench.grid import CellResult, cells_from_store, fmt_tau, method_labels
 from workbench.metrics import aup_by_method, compare_paired, mean_std_over_seeds, revision_stats, summarize
@@ -51,7 +53,10 @@ class _Paired:
 
 
 def _paired_samples(cells: list[CellResult]) -> dict[tuple, _Paired]:
-    return {(c.seed, s.index): _Paired((c.seed, s.index), s.prompt, s.correct, s.tokens, s.nfe)
+    """Samples keyed by (training seed, decoding seed, index): a row pairs with its reference on the same
+    checkpoint and the same decoding seed."""
+    return {(c.training_seed, c.seed, s.index): _Paired((c.training_seed, c.seed, s.index), s.prompt, s.correct,
+                                                         s.tokens, s.nfe)
             for c in cells for s in c.samples}
 
 
@@ -87,11 +92,12 @@ def build_report(cells: list[CellResult], reference: str = DEFAULT_REFERENCE) ->
 
     rows = []
     for key, members in groups.items():
-        members.sort(key=lambda c: c.seed)
+        members.sort(key=lambda c: (-1 if c.training_seed is None else c.training_seed, c.seed))
         first = members[0]
         sums = [summarize(c.samples) for c in members]
         acc = mean_std_over_seeds([100 * s.accuracy for s in sums])
         tpf = mean_std_over_seeds([s.tpf for s in sums])
+        tpf_total = mean_std_over_seeds([s.tpf_total for s in sums])
         tps = mean_std_over_seeds([s.tps for s in sums])
         nfe = mean_std_over_seeds([s.nfe for s in sums])
         revs = revision_stats(s for c in members for s in c.samples)
@@ -99,9 +105,14 @@ def build_report(cells: list[CellResult], reference: str = DEFAULT_REFERENCE) ->
             "_key": key, "_cells": members, "_method": first.method,
             "task": first.task, "method": labels[first.method], "strategy": first.strategy,
             "trainer": first.trainer, "tau": first.tau, "params": first.params, "plugins": first.plugins,
-            "seeds": [c.seed for c in members], "n": sum(s.n for s in sums),
+            "seeds": sorted({c.seed for c in members}),
+            "training_seeds": sorted({c.training_seed for c in members if c.training_seed is not None}),
+            "n": sum(s.n for s in sums),
             "accuracy": acc[0], "accuracy_std": _finite(acc[1]), "tpf": tpf[0], "tpf_std": _finite(tpf[1]),
             "tps": _finite(tps[0]), "nfe": nfe[0],
+            # The DMax / Fast-dLLM convention: the prompt prefill counted as a forward of its own.
+            "tpf_total": tpf_total[0], "tpf_total_std": _finite(tpf_total[1]),
+            "nfe_total": float(np.mean([s.nfe_total for s in sums])),
             "revisions": None if revs is None else revs.mean_revisions,
             "samples_revised": None if revs is None else revs.samples_revised,
             "revisions_fixed": None if revs is None else revs.fixed,
@@ -207,16 +218,20 @@ def _ci(r: dict) -> str:
 def _columns(report: dict, with_ci: bool) -> tuple[list[str], list[list[str]]]:
     tasks = {r["task"] for r in report["cells"]}
     several_seeds = any(len(r["seeds"]) > 1 for r in report["cells"])
+    training_seeds = any(r.get("training_seeds") for r in report["cells"])
     revisions = any(r["revisions"] is not None for r in report["cells"])
     head = (["task"] if len(tasks) > 1 else []) + ["strategy", "trainer", "tau", "params"] \
-        + (["seeds"] if several_seeds else []) + ["n", "accuracy %", "TPF", "TPS", "NFE", "vs ref"] \
+        + (["seeds"] if several_seeds else []) + (["train seeds"] if training_seeds else []) \
+        + ["n", "accuracy %", "TPF", "TPF_total", "TPS", "NFE", "vs ref"] \
         + (["Δacc % [95% CI]"] if with_ci else []) + (["revisions", "fixed/broke"] if revisions else [])
     body = []
     for r in report["cells"]:
         row = ([r["task"]] if len(tasks) > 1 else []) + [r["strategy"], r["trainer"], fmt_tau(r["tau"]),
                                                           _params_text(r)]
         row += [",".join(map(str, r["seeds"]))] if several_seeds else []
+        row += [",".join(map(str, r["training_seeds"])) or "–"] if training_seeds else []
         row += [str(r["n"]), _pm(r["accuracy"], r["accuracy_std"], 1), _pm(r["tpf"], r["tpf_std"], 2),
+                _pm(r["tpf_total"], r["tpf_total_std"], 2),
                 "–" if r["tps"] is None else f"{r['tps']:.1f}", f"{r['nfe']:.1f}", _vs_ref(r)]
         row += [_ci(r)] if with_ci else []
         if revisions:  # mean revisions per sample; samples whose answer revisions turned right / wrong
@@ -236,7 +251,10 @@ def _aup_rows(report: dict) -> tuple[list[str], list[list[str]]]:
 
 
 FOOTNOTE = ("vs ref: exact McNemar p against the reference cell on the same samples; * p < 0.05, ** p < 0.01. "
-            "AUP: y_max = best accuracy among all methods on the task.")
+            "TPF = tokens / forwards with the prompt prefill fused into block 1's first forward; TPF_total counts "
+            "the prefill as a forward of its own (DMax, Fast-dLLM). "
+            "± = std over seeds (training seeds, with `train seeds`). "
+            "AUP (on TPF): y_max = best accuracy among all methods on the task.")
 
 
 def format_markdown(report: dict) -> str:
@@ -251,8 +269,9 @@ def format_markdown(report: dict) -> str:
 
 
 def format_csv(report: dict) -> str:
-    fields = ["task", "method", "strategy", "trainer", "tau", "params", "plugins", "seeds", "n", "accuracy",
-              "accuracy_std", "tpf", "tpf_std", "tps", "nfe", "reference", "is_reference", "p_value", "mark",
+    fields = ["task", "method", "strategy", "trainer", "tau", "params", "plugins", "seeds", "training_seeds", "n",
+              "accuracy", "accuracy_std", "tpf", "tpf_std", "tpf_total", "tpf_total_std", "tps", "nfe", "nfe_total",
+              "reference", "is_reference", "p_value", "mark",
               "accuracy_diff", "accuracy_diff_low", "accuracy_diff_high", "tpf_diff", "revisions", "revisions_fixed",
               "revisions_broke", "aup"]
     buf = io.StringIO()
@@ -262,7 +281,8 @@ def format_csv(report: dict) -> str:
         ci = r["accuracy_diff_ci"] or [None, None]
         row = {f: r.get(f) for f in fields}
         row.update(params=json.dumps(r["params"], sort_keys=True), plugins=";".join(r["plugins"]),
-                   seeds=";".join(map(str, r["seeds"])), accuracy_diff_low=ci[0], accuracy_diff_high=ci[1])
+                   seeds=";".join(map(str, r["seeds"])), training_seeds=";".join(map(str, r["training_seeds"])),
+                   accuracy_diff_low=ci[0], accuracy_diff_high=ci[1])
         writer.writerow({k: "" if v is None else v for k, v in row.items()})
     return buf.getvalue()
 

@@ -80,6 +80,7 @@ def main(args) -> int:
         "strategy": spec.strategy, "trainer": spec.trainer, "model": spec.model, "task": spec.task,
         "n": summary.n, "accuracy": summary.accuracy, "tpf": summary.tpf, "pooled_tpf": summary.pooled_tpf,
         "tps": summary.tps, "nfe": summary.nfe, "tokens": summary.tokens, "params": spec.params,
+        "nfe_total": summary.nfe_total, "tpf_total": summary.tpf_total,  # prefill as its own forward (DMax)
         "plugins": list(spec.plugins), "decisions": decision_providers(manager),
         "block_size": spec.decode.block_size, "gen_length": spec.decode.max_new_tokens, "store": args.store,
         "precision": spec.precision, "revisions": None if revs is None else revs.mean_revisions,
@@ -92,13 +93,15 @@ def main(args) -> int:
     from rich.table import Table
 
     table = Table(title=f"{spec.strategy} on {spec.trainer or spec.model} / {spec.task} (n={summary.n})")
-    for col in ("accuracy", "TPF", "TPS", "NFE", "tokens"):
+    for col in ("accuracy", "TPF", "TPF_total", "TPS", "NFE", "NFE_total", "tokens"):
         table.add_column(col, justify="right")
-    table.add_row(f"{100 * summary.accuracy:.1f} %", f"{summary.tpf:.2f}", f"{summary.tps:.1f}",
-                  f"{summary.nfe:.1f}", f"{summary.tokens:.1f}")
+    table.add_row(f"{100 * summary.accuracy:.1f} %", f"{summary.tpf:.2f}", f"{summary.tpf_total:.2f}",
+                  f"{summary.tps:.1f}", f"{summary.nfe:.1f}", f"{summary.nfe_total:.1f}", f"{summary.tokens:.1f}")
     console = Console()
     console.print(table)
     console.print(f"decisions: {format_providers(manager)}")
+    console.print("NFE: forwards per sample, the prompt prefill fused into block 1's first forward; "
+                  "NFE_total / TPF_total count the prefill as a forward of its own (DMax, Fast-dLLM)")
     console.print(f"params: {spec.params or 'defaults'}; block {spec.decode.block_size}, "
                   f"gen {spec.decode.max_new_tokens}, {spec.precision}; per-sample results in {args.store}")
     if revs is not None and revs.total_revisions:
