@@ -33,7 +33,7 @@ DEFAULT_REFERENCE = "threshold"
 def add_arguments(parser) -> None:
     parser.add_argument("--store", default="workbench-results.db", metavar="FILE", help="results store to read")
     parser.add_argument("--format", choices=FORMATS, default="table")
-    parser.add_argument("--reference", default=DEFAULT_REFERENCE, metavar="STRATEGY[@TAU]",
+    parser.add_argument("--reference", default=None, metavar="STRATEGY[@TAU]",
                         help="cell each row is compared with, on the same trainer and task "
                              "(default: threshold at its highest tau)")
 
@@ -70,6 +70,19 @@ def _parse_reference(text: str) -> tuple[str, float | None]:
         return strategy, float(tau)
     except ValueError:
         raise ValueError(f"--reference {text!r}: {tau!r} is not a number") from None
+
+
+def check_reference(reference: str, taus_by_strategy: dict[str, set]) -> None:
+    """ValueError listing the valid choices when an explicit --reference names no cell (strategy -> its taus:
+    what the store holds for `report`, the grid about to be decoded for `ablate`)."""
+    strategy, tau = _parse_reference(reference)
+    if strategy not in taus_by_strategy:
+        raise ValueError(f"--reference {reference!r}: there is no {strategy!r} cell to compare with; choose one of "
+                         f"{', '.join(taus_by_strategy)} (STRATEGY or STRATEGY@TAU)")
+    taus = sorted((t for t in taus_by_strategy[strategy] if t is not None), reverse=True)
+    if tau is not None and not any(abs(t - tau) < 1e-12 for t in taus):
+        raise ValueError(f"--reference {reference!r}: {strategy} has no cell at tau {tau:g}; its taus: "
+                         f"{', '.join(fmt_tau(t) for t in taus) or 'none'}")
 
 
 def _mark(p: float | None) -> str:
@@ -333,12 +346,13 @@ def show(cells: list[CellResult], fmt: str = "table", reference: str = DEFAULT_R
 
 
 def load_cells(path: str):
-    """The cells of an existing results store; a missing or empty store is a user error."""
+    """The cells of an existing results store, opened read-only (nothing is written, read-only media work);
+    a missing or empty store is a user error."""
     from pathlib import Path
 
     if not Path(path).is_file():
         raise ValueError(f"results store {path} does not exist; run `workbench ablate` or `workbench run` first")
-    with ResultsStore(path) as store:
+    with ResultsStore(path, readonly=True) as store:
         cells = cells_from_store(store)
     if not cells:
         raise ValueError(f"results store {path} holds no decoded samples yet")
@@ -346,5 +360,11 @@ def load_cells(path: str):
 
 
 def main(args) -> int:
-    show(load_cells(args.store), args.format, args.reference)
+    cells = load_cells(args.store)
+    if args.reference is not None:  # an explicit reference must exist; the default may be absent
+        taus: dict[str, set] = {}
+        for c in cells:
+            taus.setdefault(c.strategy, set()).add(c.tau)
+        check_reference(args.reference, taus)
+    show(cells, args.format, args.reference or DEFAULT_REFERENCE)
     return 0
