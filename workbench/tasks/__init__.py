@@ -11,6 +11,7 @@ from workbench.tasks.jsonl import JsonlTask, TaskFileError
 from workbench.tasks.choice import ChoiceTask
 from workbench.tasks.pairs import PairSumTask
 from workbench.tasks.program import ProgramTask
+from workbench.tasks.spans import SpansTask
 
 # Name -> factory; the default task is the one the shipped models were trained on.
 BUILTIN_TASKS = {
@@ -19,6 +20,7 @@ BUILTIN_TASKS = {
     "pairs": PairSumTask,
     "choice": ChoiceTask,
     "program": ProgramTask,
+    "spans": SpansTask,
 }
 DEFAULT_TASK = "choice"
 
