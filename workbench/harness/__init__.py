@@ -1,0 +1,11 @@
+"""The workbench inside other evaluation harnesses: EleutherAI's lm-evaluation-harness (`lm-eval`).
+
+- `lm_eval_model`: the lm-eval model `workbench` (needs `pip install -e .[lm-eval]`);
+- `arguments`: its model arguments, `workbench run`'s own options;
+- `generation`: `generate_until` requests decoded and recorded through `workbench.evaluate`;
+- `likelihood`: the Monte-Carlo ELBO behind `loglikelihood` / `loglikelihood_rolling`;
+- `checks`: optional answer checks, so the results store knows which generated answers were right;
+- `autoload`: `lm_eval --model workbench` with lm-eval releases that do not read entry points.
+
+Importing this package imports neither lm-eval nor torch models: `autoload` runs at interpreter start-up.
+"""
