@@ -186,7 +186,7 @@ def test_remote_llada_profile(tmp_path):
     # LLaDA's mask id is fixed by the profile, so the tiny model needs LLaDA's vocabulary size.
     folder = write_remote(tmp_path / "llada", "llada", vocab_size=LLADA_MASK_ID + 128)
     with pytest.warns(UserWarning, match="tokenizer mask id 4 differs from 126336"):
-        adapter, _ = load_adapter(folder)
+        adapter, _ = load_adapter(folder, trust_remote_code=True)
     assert adapter.profile is LLADA and adapter.mask_id == LLADA_MASK_ID and not adapter.block_causal
     ids = torch.tensor([[CLS, 5, 6, LLADA_MASK_ID, SEP]])
     logits = forward(adapter, ids)
@@ -197,7 +197,7 @@ def test_remote_llada_profile(tmp_path):
 
 def test_remote_dream_profile_reads_mask_from_config_and_shifts_logits(tmp_path):
     folder = write_remote(tmp_path / "dream", "Dream", mask_token_id=30, tokenizer=tiny_tokenizer(with_mask=False))
-    adapter, _ = load_adapter(folder)
+    adapter, _ = load_adapter(folder, trust_remote_code=True)
     assert adapter.profile is DREAM and adapter.mask_id == 30 and adapter.eos_id == SEP
     ids = torch.tensor([[CLS, 5, 6, 30, SEP]])
     with torch.no_grad():
@@ -210,7 +210,7 @@ def test_remote_dream_profile_reads_mask_from_config_and_shifts_logits(tmp_path)
 def test_remote_llada2_profile_is_block_causal(tmp_path):
     folder = write_remote(tmp_path / "llada2", "llada2_moe", vocab_size=LLADA2_MASK_ID + 8,
                           tokenizer=tiny_tokenizer(with_mask=False))
-    adapter, _ = load_adapter(folder)
+    adapter, _ = load_adapter(folder, trust_remote_code=True)
     assert adapter.profile is LLADA2 and adapter.block_causal
     assert (adapter.mask_id, adapter.eos_id) == (LLADA2_MASK_ID, LLADA2_EOS_ID)
     ids = torch.tensor([[CLS, 5, 6, 7, 8, 9], [CLS, 5, 6, 7, 10, 11]])  # rows differ only in block 2
@@ -223,7 +223,7 @@ def test_remote_llada2_profile_is_block_causal(tmp_path):
 
 
 def test_unknown_remote_model_falls_back_to_generic_profile(tmp_path):
-    adapter, _ = load_adapter(write_remote(tmp_path / "generic", "tiny-unknown"))
+    adapter, _ = load_adapter(write_remote(tmp_path / "generic", "tiny-unknown"), trust_remote_code=True)
     assert adapter.profile.name == GENERIC_REMOTE.name and adapter.mask_id == MASK
     alone = torch.tensor([[CLS, 5, 6, MASK, SEP]])
     batch = torch.tensor([[PAD, PAD, CLS, 5, 6, MASK, SEP], [CLS, 7, 8, 9, MASK, MASK, SEP]])
@@ -233,9 +233,9 @@ def test_unknown_remote_model_falls_back_to_generic_profile(tmp_path):
 def test_model_without_inputs_embeds(tmp_path):
     folder = write_remote(tmp_path / "ids-only", "tiny-unknown", embeds=False)
     with pytest.raises(AdapterError, match="SPD and other soft-embedding strategies cannot run") as err:
-        load_adapter(folder)
+        load_adapter(folder, trust_remote_code=True)
     assert str(folder) in str(err.value) and "hard_token_only=True" in str(err.value)
-    adapter, _ = load_adapter(folder, hard_token_only=True)
+    adapter, _ = load_adapter(folder, hard_token_only=True, trust_remote_code=True)
     assert isinstance(adapter, HardTokenOnly)
     ids = torch.tensor([[CLS, 5, 6, MASK, SEP]])
     with torch.no_grad():

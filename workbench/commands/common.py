@@ -14,6 +14,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--trainer", default=None,
                        help=f"shipped default model post-trained this way (mdlm, uniform, oput, base; default {DEFAULT_TRAINER})")
     group.add_argument("--model", default=None, metavar="PATH", help="a model folder instead of a shipped one")
+    add_trust_argument(group)
+
+
+def add_trust_argument(group) -> None:
+    group.add_argument("--trust-remote-code", action="store_true",
+                       help="allow a model folder whose config names its own Python code (auto_map: LLaDA, Dream, "
+                            "LLaDA-2.0); that code runs with your permissions, so only for folders you trust")
 
 
 def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +57,7 @@ def placed_model(path: str, args):
     from workbench.placement import place, resolve
 
     placement = resolve(args.device, args.dtype)
-    model, tokenizer = load_model(path)
+    model, tokenizer = load_model(path, trust_remote_code=getattr(args, "trust_remote_code", False))
     return place(model, placement), tokenizer, placement.label
 
 
@@ -101,17 +108,35 @@ def task_for(args, model_path: str):
     return name, load_task(name)
 
 
+def check_positive(value: int | None, flag: str, what: str) -> None:
+    """ValueError for a count option given as 0 or less (None = not given, the default applies)."""
+    if value is not None and value <= 0:
+        raise ValueError(f"{flag} {value}: give a positive number of {what}")
+
+
+def check_decoding_counts(args) -> None:
+    """--block-size, --gen-length, --batch-size, --limit must be positive when given: called before any
+    model loads, so a typo costs nothing."""
+    check_positive(getattr(args, "block_size", None), "--block-size", "positions per block")
+    check_positive(getattr(args, "gen_length", None), "--gen-length", "generated positions")
+    check_positive(getattr(args, "batch_size", None), "--batch-size", "prompts decoded together")
+    check_positive(getattr(args, "limit", None), "--limit", "examples")
+
+
 def decode_config(args, model, task, *, seed: int | None = None):
     """DecodeConfig from the decoding arguments; block size defaults to the model's own. `seed` overrides
     --seed (ablate's cells each carry one of --seeds)."""
     from workbench.state import DecodeConfig
 
-    block = args.block_size or getattr(getattr(model, "config", None), "block_size", None) or 32
-    return DecodeConfig(block_size=block, max_new_tokens=args.gen_length or task.response_len,
+    check_decoding_counts(args)  # 0 is refused, never read as "not given"
+    block = args.block_size if args.block_size is not None else (
+        getattr(getattr(model, "config", None), "block_size", None) or 32)
+    gen_length = args.gen_length if args.gen_length is not None else task.response_len
+    return DecodeConfig(block_size=block, max_new_tokens=gen_length,
                         temperature=args.temperature, seed=args.seed if seed is None else seed,
                         cache=getattr(args, "cache", "auto"))
 
 
 __all__ = ["strategy_params", "task_for", "decode_config", "add_model_arguments", "add_decoding_arguments", "resolve_model", "load_model", "parse_sets",
-           "add_placement_arguments", "placed_model",
+           "add_placement_arguments", "add_trust_argument", "placed_model", "check_decoding_counts",
            "model_training_info"]

@@ -3,8 +3,9 @@
 `load_adapter(folder)` reads config.json without running any code, then:
 - built-in architectures (no `auto_map`): `AutoModelForMaskedLM` (BERT, RoBERTa, DistilBERT, ModernBERT...),
   bidirectional, special ids from the tokenizer ([MASK]; [SEP] or EOS; [PAD]);
-- remote-code checkpoints (`auto_map` in config.json): loaded with `trust_remote_code=True` from the folder
-  and driven as the family profile in profiles.py says (LLaDA, Dream, LLaDA-2.0 / DMax, else generic).
+- remote-code checkpoints (`auto_map` in config.json): loaded only when the caller passes
+  `trust_remote_code=True` (their modelling files run in this process), from the folder, and driven as the
+  family profile in profiles.py says (LLaDA, Dream, LLaDA-2.0 / DMax, else generic).
 Nothing is fetched from a hub: every transformers call passes `local_files_only=True`.
 
 A model whose forward takes no `inputs_embeds` cannot receive soft inputs (SPD's hybrid embeddings). With
@@ -24,6 +25,7 @@ import torch
 import transformers
 from torch import nn
 
+from workbench.models.loading import ModelLoadError, require_trust
 from workbench.models.masks import decode_attention_mask, position_ids_from_valid
 from workbench.models.profiles import GENERIC_REMOTE, MASKED_LM, ModelProfile, match_profile
 
@@ -139,11 +141,13 @@ def _logits_of(output) -> torch.Tensor:
 
 # -- loading ------------------------------------------------------------------------------------------
 def load_adapter(path: str | Path, *, dtype: torch.dtype | None = None, device: str | torch.device | None = None,
-                 hard_token_only: bool = False):
+                 hard_token_only: bool = False, trust_remote_code: bool = False):
     """(denoiser, tokenizer) for a local checkpoint folder; raises `AdapterError` saying what to fix.
 
     hard_token_only: accept a model whose forward takes no `inputs_embeds`, wrapped in `HardTokenOnly`
     (hard-token strategies work; soft inputs raise).
+    trust_remote_code: allow a folder whose config.json / tokenizer_config.json has an `auto_map`, i.e. whose
+    own Python files transformers imports (LLaDA, Dream, LLaDA-2.0); refused otherwise, before any import.
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -158,6 +162,10 @@ def load_adapter(path: str | Path, *, dtype: torch.dtype | None = None, device: 
         raw = json.loads(config_file.read_text())
     except json.JSONDecodeError as err:
         raise AdapterError(f"{config_file}: not valid JSON ({err.msg}); copy the checkpoint again") from None
+    try:
+        require_trust(folder, raw, trust_remote_code)
+    except ModelLoadError as err:
+        raise AdapterError(str(err)) from None
     if raw.get("model_type") == "workbench-denoiser":
         from workbench.models.native import NativeDenoiser
         from workbench.models.tokenizer import load_tokenizer
@@ -166,7 +174,7 @@ def load_adapter(path: str | Path, *, dtype: torch.dtype | None = None, device: 
         return _place(model, dtype, device), load_tokenizer(folder)
 
     remote = "auto_map" in raw
-    tokenizer = _load_tokenizer(folder, remote)
+    tokenizer = _load_tokenizer(folder, trust_remote_code)
     if remote:
         adapter = _load_remote(folder, raw, tokenizer, dtype, hard_token_only)
     else:
@@ -180,10 +188,10 @@ def _place(model: nn.Module, dtype, device) -> nn.Module:
     return model.eval()
 
 
-def _load_tokenizer(folder: Path, remote: bool):
+def _load_tokenizer(folder: Path, trust_remote_code: bool):
     try:
         return transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True,
-                                                          trust_remote_code=remote)
+                                                          trust_remote_code=trust_remote_code)
     except Exception as err:  # transformers raises OSError/ValueError/KeyError for missing or bad files
         raise AdapterError(f"{folder}: cannot load its tokenizer ({type(err).__name__}: {err}); save the "
                            f"tokenizer into the same folder (tokenizer.save_pretrained)") from None

@@ -14,6 +14,7 @@ from transformers import PreTrainedTokenizerFast
 PAD, MASK, EOS, UNK = "[PAD]", "[MASK]", "[EOS]", "[UNK]"
 PAD_ID, MASK_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 SPECIAL_TOKENS = (PAD, MASK, EOS, UNK)
+UNKNOWN_TEXT = "\ufffd"  # what decode() writes for an id outside the tokenizer's vocabulary
 # Characters of the built-in tasks and of ordinary ASCII text; order fixes the ids, so only append.
 CHARACTERS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ =+-*/%|;:,.?!>#()[]_'\"\n"
 
@@ -32,7 +33,25 @@ def build_char_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
-    return PreTrainedTokenizerFast.from_pretrained(str(path))
+    """The tokenizer saved in the model folder `path`; never looks anything up on a hub.
+
+    ValueError (ModelLoadError) naming the folder when it is not a local folder or holds no tokenizer.json.
+    """
+    from workbench.models.loading import ModelLoadError
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ModelLoadError(f"{folder} is not a local folder; tokenizers are read from the model folder only, "
+                             f"nothing is downloaded (fetch it first, e.g. `huggingface-cli download NAME "
+                             f"--local-dir DIR`)")
+    if not (folder / "tokenizer.json").is_file():
+        raise ModelLoadError(f"{folder} holds no tokenizer.json; the native model's tokenizer is saved beside its "
+                             f"weights (`workbench train` writes it): copy it from the folder the model came from")
+    try:
+        return PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True)
+    except Exception as err:  # tokenizers/transformers raise several types for a damaged file
+        raise ModelLoadError(f"{folder / 'tokenizer.json'} cannot be read ({type(err).__name__}: {err}); "
+                             f"copy the model folder again") from None
 
 
 def encode(tokenizer: PreTrainedTokenizerFast, text: str) -> list[int]:
@@ -40,6 +59,13 @@ def encode(tokenizer: PreTrainedTokenizerFast, text: str) -> list[int]:
 
 
 def decode(tokenizer: PreTrainedTokenizerFast, ids: list[int]) -> str:
-    """Text of `ids` with special tokens dropped and no spaces inserted between characters."""
+    """Text of `ids` with special tokens dropped and no spaces inserted between characters.
+
+    An id the tokenizer does not know (the model's embedding table may have more rows than the tokenizer
+    has tokens) becomes U+FFFD, so a decode never fails on what a model generated.
+    """
     specials = set(tokenizer.all_special_ids)
-    return "".join(tokenizer.convert_ids_to_tokens([i for i in ids if i not in specials]))
+    size = len(tokenizer)
+    kept = [int(i) for i in ids if i not in specials]
+    tokens = tokenizer.convert_ids_to_tokens([i if 0 <= i < size else UNK_ID for i in kept])
+    return "".join(t if 0 <= i < size and t is not None else UNKNOWN_TEXT for i, t in zip(kept, tokens))
