@@ -9,9 +9,11 @@ which the block converged (or hit the forward cap). Both are observers: they cha
 Register either as an extra plugin (`make_manager(..., extra_plugins=[Tracer()])`). Per-generation scratch
 lives in the state's stash; results live on the observer, one entry per `generate` call.
 
-`evaluate(..., sample_extras=counter.extras)` stores the counts with each sample, and whether revisions fixed
-or broke its answer: the answer is checked again with every promoted position holding the token it was
-promoted with (later blocks as decoded, so this isolates each block's own revisions, not a re-decode).
+The counter writes its counts into each `RowResult.extras` (`revisions`, and `unrevised_ids`, which `evaluate`
+turns into the flags `fixed` / `broke` instead of storing): whether revisions fixed or broke the answer is
+checked with every promoted position holding the token it was promoted with (later blocks as decoded, so
+this isolates each block's own revisions, not a re-decode). Revocations (`state.revoked`, tokens sent back
+to open) are counted per sample as `revocations` when a plugin revokes.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from workbench.state import BlockState, StashKey
 
 # Per block: the token each position got when promoted, and which positions have been promoted.
 _PROMOTED = StashKey[tuple[int, torch.Tensor, torch.Tensor]]()
-# Per generation: prompt index -> revisions so far.
-_REVISIONS = StashKey[dict[int, int]]()
+# Per block: revocations per row so far.
+_REVOKED = StashKey[tuple[int, torch.Tensor]]()
 
 
 class RevisionCounter:
@@ -44,6 +46,7 @@ class RevisionCounter:
         self.last_unrevised: list[list[int]] = []
         self._counts: dict[int, int] = {}  # prompt index -> revisions, for the generate call in progress
         self._unrevised: dict[int, list[int]] = {}
+        self._revocations: dict[int, int] = {}  # prompt index -> tokens sent back to open
 
     def extras(self, row: int) -> dict[str, Any]:
         """What `evaluate` stores for prompt `row` of the latest call: the revision count, and the unrevised
@@ -52,12 +55,19 @@ class RevisionCounter:
 
     @hookimpl
     def on_step_end(self, state: BlockState) -> None:
+        # Tokens sent back to open, summed on the device and read once per block (no sync per step).
+        block, revoked = state.stash.get(_REVOKED) or (None, None)
+        if block != state.block_index or revoked is None or revoked.shape[0] != state.batch_size:
+            revoked = torch.zeros(state.batch_size, dtype=torch.long, device=state.ids.device)
+        state.stash[_REVOKED] = (state.block_index, revoked + state.revoked.sum(-1))
         block, first, seen = state.stash.get(_PROMOTED) or (None, None, None)
         if block != state.block_index or first is None or first.shape != state.ids.shape:
             first, seen = state.ids.clone(), torch.zeros_like(state.is_mask)  # (B, L) each
         fresh = state.promoted & ~seen  # (B, L)
-        # The token a position gets at promotion is this step's top (the core sets ids = top where promoted).
-        first = torch.where(fresh, state.top, first)
+        # The token a position gets at promotion is in `ids` (top, or the token a Promotion chose), except on
+        # rows that also finish this step, where commit has already replaced `ids`: there it is the top.
+        at_promotion = torch.where(state.finishing[:, None], state.top, state.ids)
+        first = torch.where(fresh, at_promotion, first)
         state.stash[_PROMOTED] = (state.block_index, first, seen | fresh)
 
     @hookimpl
@@ -65,6 +75,11 @@ class RevisionCounter:
         block, first, seen = state.stash.get(_PROMOTED) or (None, None, None)
         if block != state.block_index or first is None:
             return
+        _, revoked = state.stash.get(_REVOKED) or (None, None)
+        if revoked is not None:
+            for row, n in zip(state.rows.tolist(), revoked.tolist()):
+                if n:
+                    self._revocations[row] = self._revocations.get(row, 0) + int(n)
         promoted = seen & state.active
         revised = (promoted & (committed != first)).sum(-1)  # (B,)
         unrevised = torch.where(promoted, first, committed)  # (B, L)
@@ -77,6 +92,11 @@ class RevisionCounter:
         self.last = [self._counts.get(i, 0) for i in range(len(results))]
         self.last_unrevised = [self._unrevised.get(i, []) for i in range(len(results))]
         self._counts, self._unrevised = {}, {}
+        revocations, self._revocations = self._revocations, {}
+        for i, result in enumerate(results):
+            result.extras.update(self.extras(i))
+            if revocations:
+                result.extras["revocations"] = revocations.get(i, 0)
 
 
 @attrs.define(kw_only=True)
@@ -91,6 +111,7 @@ class StepTrace:
     promoted: list[bool]
     converged: bool
     finishing: bool
+    revoked: list[bool] = attrs.field(factory=list)  # token positions sent back to open at this step
 
 
 @attrs.define(kw_only=True)
@@ -136,7 +157,7 @@ class Tracer(RevisionCounter):
         changed = was_token & (state.top != prev_top)  # (B, L)
         stepped = ~state.done | state.finishing  # (B,) rows that ran a forward this step
         is_mask, top, conf = state.is_mask.tolist(), state.top.tolist(), state.conf.tolist()
-        changed_l, promoted = changed.tolist(), state.promoted.tolist()
+        changed_l, promoted, revoked = changed.tolist(), state.promoted.tolist(), state.revoked.tolist()
         for i, row in enumerate(state.rows.tolist()):
             if not bool(stepped[i]):
                 continue
@@ -146,7 +167,7 @@ class Tracer(RevisionCounter):
             blocks[-1].steps.append(StepTrace(
                 step=int(state.steps[i]), is_mask=is_mask[i], top=top[i], conf=[round(c, 6) for c in conf[i]],
                 changed=changed_l[i], promoted=promoted[i], converged=bool(state.converged[i]),
-                finishing=bool(state.finishing[i])))
+                finishing=bool(state.finishing[i]), revoked=revoked[i]))
             if bool(state.finishing[i]) and bool(state.converged[i]):
                 blocks[-1].converged_step = int(state.steps[i])
 

@@ -98,7 +98,7 @@ class ReturnsList:
 
 
 def test_promote_of_a_non_mask_position():
-    err = expect(PromotesTokens(), "promote", "promote only active mask positions")
+    err = expect(PromotesTokens(), "promote", "promote only active open positions")
     assert "open_masks" in str(err)
 
 
@@ -114,8 +114,8 @@ def test_commit_out_of_vocab():
     expect(CommitsOutOfVocab(), "commit", "ids in [0, vocab)")
 
 
-def test_commit_that_leaves_mask_ids():
-    expect(CommitsMask(), "commit", "no mask id committed")
+def test_commit_that_puts_mask_ids_on_token_positions():
+    expect(CommitsMask(), "commit", "mask id only at open positions")
 
 
 def test_commit_dtype():

@@ -9,9 +9,9 @@ import torch
 
 from workbench import hookspecs
 from workbench.loop import generate
-from workbench.properties import EOS_ID, OracleDenoiser, ScriptedDenoiser
+from workbench.properties import EOS_ID, MASK_ID, OracleDenoiser, ScriptedDenoiser
 from workbench.registry import ALL_HOOKS, DECISION_HOOKS, OBSERVER_HOOKS, hookimpl, make_manager
-from workbench.state import DecodeConfig, RowResult
+from workbench.state import FREE, DecodeConfig, RowResult
 
 CONFIG = DecodeConfig(block_size=4, max_new_tokens=8)
 SPECS = {name: fn for name, fn in vars(hookspecs).items()
@@ -86,6 +86,112 @@ def test_hook_embed_state_default_is_hard():
     # step 2 input: E(ids) where promoted at step 1, e_mask elsewhere
     expected = torch.where(seen[0][..., None] == model.mask_id, model.mask_embedding(), model.table[seen[0]])
     assert torch.equal(received[1], expected)
+
+
+def test_hook_fill_block():
+    """Infilling: a fixed position is never promoted, revoked or re-committed, and reaches the output."""
+    seen = []
+
+    class Scaffold:
+        @hookimpl
+        def fill_block(self, state):
+            fixed = torch.full_like(state.ids, FREE)
+            fixed[:, 1] = 9  # the second position of every block is given
+            return fixed
+
+        @hookimpl
+        def on_step_end(self, state):
+            seen.append((state.active[:, 1].tolist(), state.promoted[:, 1].tolist()))
+
+    results = generate(quiet_model(), [[5], [6, 7]], make_manager("spd", extra_plugins=[Scaffold()]), CONFIG)
+    assert all(r.ids[1] == 9 and r.ids[5] == 9 for r in results)
+    assert all(active == [False, False] and promoted == [False, False] for active, promoted in seen)
+
+
+def test_hook_fill_block_default_fixes_nothing():
+    seen = []
+
+    class Spy:
+        @hookimpl
+        def on_step_end(self, state):
+            seen.append(bool(state.active.all()))
+
+    generate(quiet_model(), [[5]], make_manager("threshold", extra_plugins=[Spy()]), CONFIG)
+    assert seen and all(seen)
+
+
+def test_hook_process_logits():
+    """A ban on token 9 in process_logits: 9 is never predicted, so never committed."""
+
+    class BanNine:
+        @hookimpl
+        def process_logits(self, state, logits):
+            logits[..., 9] = float("-inf")
+            logits[..., state.mask_id] = float("-inf")
+            return logits
+
+    class LovesNine(ScriptedDenoiser):
+        def denoise(self, inputs_embeds, *, block_ids, valid):
+            logits = super().denoise(inputs_embeds, block_ids=block_ids, valid=valid)
+            logits[..., 9] += 100.0
+            return logits
+
+    model = LovesNine(16, eos_bias=-50.0)
+    plain = generate(model, [[5]], make_manager("threshold"), CONFIG)[0]
+    banned = generate(model, [[5]], make_manager("threshold", extra_plugins=[BanNine()]), CONFIG)[0]
+    assert set(plain.ids) == {9} and 9 not in banned.ids
+
+
+def test_hook_process_logits_default_removes_the_mask_logit():
+    seen = []
+
+    class Spy:
+        needs_logits = True
+
+        @hookimpl
+        def on_step_end(self, state):
+            seen.append(bool(torch.isneginf(state.logits[..., state.mask_id]).all()))
+
+    generate(quiet_model(), [[5]], make_manager("threshold", extra_plugins=[Spy()]), CONFIG)
+    assert seen and all(seen)
+
+
+def test_hook_revoke():
+    """Revoke every token once, at step 2 of each block: the tokens go back to open (the mask id) and are
+    promoted again; the trace sees state.revoked."""
+    seen = []
+
+    class Once:
+        @hookimpl
+        def revoke(self, state):
+            return state.token_positions if state.step == 2 else None
+
+        @hookimpl
+        def on_step_end(self, state):
+            seen.append((state.block_index, state.step, int(state.revoked.sum()), int(state.promoted.sum()),
+                         int(state.is_mask.sum())))
+
+    config = DecodeConfig(block_size=4, max_new_tokens=8, max_forwards_per_block=8)  # room for re-promotion
+    results = generate(quiet_model(), [[5]], make_manager("threshold", params={"tau": 1.0}, extra_plugins=[Once()]),
+                       config)
+    for block in (1, 2):
+        steps = [s for s in seen if s[0] == block]
+        assert steps[1][2] == steps[0][3] > 0  # step 2 revoked every token step 1 promoted
+        assert sum(s[3] for s in steps) - sum(s[2] for s in steps) == 4  # every position ends a token
+        assert steps[-1][4] == 0
+    assert MASK_ID not in results[0].ids and len(results[0].ids) == 8
+
+
+def test_hook_revoke_default_revokes_nothing():
+    seen = []
+
+    class Spy:
+        @hookimpl
+        def on_step_end(self, state):
+            seen.append(bool(state.revoked.any()))
+
+    generate(quiet_model(), [[5]], make_manager("hard", extra_plugins=[Spy()]), CONFIG)
+    assert seen and not any(seen)
 
 
 def test_hook_promote():
@@ -181,8 +287,20 @@ class Counter:
         self.counts = dict.fromkeys(ALL_HOOKS, 0)
 
     @hookimpl
+    def fill_block(self, state):
+        self.counts["fill_block"] += 1
+
+    @hookimpl
     def embed_state(self, state, model):
         self.counts["embed_state"] += 1
+
+    @hookimpl
+    def process_logits(self, state, logits):
+        self.counts["process_logits"] += 1
+
+    @hookimpl
+    def revoke(self, state):
+        self.counts["revoke"] += 1
 
     @hookimpl
     def promote(self, state):
@@ -214,7 +332,8 @@ def test_hooks_are_called_per_step_for_the_batch_not_per_token_or_row():
     results = generate(quiet_model(), [[5], [6, 7], [8]], make_manager("threshold", extra_plugins=[counter]),
                        DecodeConfig(block_size=8, max_new_tokens=8))
     steps = max(r.block_steps[0] for r in results)
-    assert {h: counter.counts[h] for h in ("embed_state", "promote", "converge", "on_step_end")} == \
-        dict.fromkeys(("embed_state", "promote", "converge", "on_step_end"), steps)
+    per_step = ("embed_state", "process_logits", "revoke", "promote", "converge", "on_step_end")
+    assert {h: counter.counts[h] for h in per_step} == dict.fromkeys(per_step, steps)
+    assert counter.counts["fill_block"] == 1
     assert 1 <= counter.counts["commit"] <= 3
     assert counter.counts["on_block_end"] == 1 and counter.counts["on_generation_end"] == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from workbench.contract import PluginRuntimeError
 from workbench.loop import CanvasRunner, generate
 from workbench.properties import EOS_ID, MASK_ID, OracleDenoiser, ScriptedDenoiser
 from workbench.registry import hookimpl, make_manager
@@ -18,8 +19,20 @@ class Recorder:
         self.calls: list[str] = []
 
     @hookimpl
+    def fill_block(self, state):
+        self.calls.append("fill_block")
+
+    @hookimpl
     def embed_state(self, state, model):
         self.calls.append("embed_state")
+
+    @hookimpl
+    def process_logits(self, state, logits):
+        self.calls.append("process_logits")
+
+    @hookimpl
+    def revoke(self, state):
+        self.calls.append("revoke")
 
     @hookimpl
     def promote(self, state):
@@ -68,9 +81,9 @@ def test_exact_hook_order_over_two_blocks():
     pm = make_manager("threshold", params={"tau": 1.0}, extra_plugins=[recorder])
     results = generate(model, [[5, 6, 7]], pm, DecodeConfig(block_size=2, max_new_tokens=4))
     assert results[0].block_steps == [2, 2]
-    step = ["embed_state", "promote", "converge", "on_step_end"]
-    final = ["embed_state", "promote", "converge", "commit", "on_step_end"]
-    block = step + final + ["on_block_end"]
+    step = ["embed_state", "process_logits", "revoke", "promote", "converge", "on_step_end"]
+    final = ["embed_state", "process_logits", "revoke", "promote", "converge", "commit", "on_step_end"]
+    block = ["fill_block"] + step + final + ["on_block_end"]
     assert recorder.calls == block + block + ["on_generation_end"]
 
 
@@ -179,19 +192,28 @@ def test_probs_only_when_a_plugin_asks():
 
         @hookimpl
         def on_step_end(self, state):
-            seen.append(None if state.probs is None else tuple(state.probs.shape))
+            seen.append(tuple(state.probs.shape))
 
     class Plain:
         @hookimpl
         def on_step_end(self, state):
-            seen.append(state.probs)
+            seen.append(state.has_probs)
+
+    class Forgot:
+        """Reads state.probs without asking: the error says what to set, naming the plugin."""
+
+        @hookimpl
+        def on_step_end(self, state):
+            state.probs.topk(2)
 
     config = DecodeConfig(block_size=2, max_new_tokens=2)
-    generate(ScriptedDenoiser(16, eos_bias=-50.0), [[5]], make_manager("threshold", params={"tau": 0.0},
-                                                       extra_plugins=[Plain()]), config)
-    generate(ScriptedDenoiser(16, eos_bias=-50.0), [[5]], make_manager("threshold", params={"tau": 0.0},
-                                                       extra_plugins=[WantsProbs()]), config)
-    assert seen == [None, (1, 2, 16)]
+    model = ScriptedDenoiser(16, eos_bias=-50.0)
+    for plugin in (Plain(), WantsProbs()):
+        generate(model, [[5]], make_manager("threshold", params={"tau": 0.0}, extra_plugins=[plugin]), config)
+    assert seen == [False, (1, 2, 16)]
+    with pytest.raises(PluginRuntimeError, match=r"plugin 'Forgot' raised AttributeError in hook 'on_step_end'.*"
+                                                 r"needs_probs = True"):
+        generate(model, [[5]], make_manager("threshold", extra_plugins=[Forgot()]), config)
 
 
 def test_runner_seam_can_be_replaced():

@@ -36,16 +36,18 @@ def test_fresh_manager_per_call():
 
 def test_providers_of_builtins():
     assert decision_providers(make_manager("threshold")) == {
-        "embed_state": "core-defaults", "promote": "threshold", "converge": "core-defaults",
-        "commit": "core-defaults"}
-    assert set(decision_providers(make_manager("spd")).values()) == {"spd"}
+        "fill_block": "core-defaults", "embed_state": "core-defaults", "process_logits": "core-defaults",
+        "revoke": "core-defaults", "promote": "threshold", "converge": "core-defaults", "commit": "core-defaults"}
+    assert set(decision_providers(make_manager("spd")).values()) == {"spd", "core-defaults"}
 
 
 def test_promote_only_plugin_combined_with_spd():
     pm = make_manager("spd", extra_plugins=[LeftmostOnly()])
-    assert decision_providers(pm) == {"embed_state": "spd", "promote": "LeftmostOnly", "converge": "spd",
-                                      "commit": "spd"}
-    assert format_providers(pm) == "embed_state=spd promote=LeftmostOnly converge=spd commit=spd"
+    assert decision_providers(pm) == {"fill_block": "core-defaults", "embed_state": "spd",
+                                      "process_logits": "core-defaults", "revoke": "core-defaults",
+                                      "promote": "LeftmostOnly", "converge": "spd", "commit": "spd"}
+    assert format_providers(pm) == ("embed_state=spd promote=LeftmostOnly converge=spd commit=spd; "
+                                     "core defaults: fill_block process_logits revoke")
     steps = []
 
     class Spy:

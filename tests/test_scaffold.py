@@ -42,7 +42,9 @@ def test_new_user_path(tmp_path, monkeypatch, capsys, tiny_model_dir):
     assert main(["run", "--strategy", "spd", "--plugin", "myidea.py", "--model", str(tiny_model_dir), "--limit", "4",
                  "--json", "--store", str(tmp_path / "results.db")]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["decisions"] == {"embed_state": "spd", "promote": "myidea.Myidea", "converge": "spd", "commit": "spd"}
+    assert result["decisions"] == {"fill_block": "core-defaults", "embed_state": "spd", "process_logits": "core-defaults",
+                                   "revoke": "core-defaults", "promote": "myidea.Myidea", "converge": "spd",
+                                   "commit": "spd"}
     assert result["n"] == 4 and result["plugins"] == ["myidea.py"]
     assert load_plugin_file(tmp_path / "myidea.py")[0][1].tau == 0.6
 
@@ -93,7 +95,7 @@ def test_refuses_to_overwrite_and_writes_nothing(tmp_path, capsys):
     (["my-idea"], "try 'my_idea'"),
     (["class"], "must be a Python identifier"),
     (["torch"], "would shadow"),
-    (["ok", "--hooks", "promte"], "unknown hook(s) 'promte'; valid hooks: embed_state, promote"),
+    (["ok", "--hooks", "promte"], "unknown hook(s) 'promte'; valid hooks: fill_block, embed_state, process_logits, revoke, promote"),
 ])
 def test_bad_names_and_hooks(tmp_path, capsys, args, message):
     assert main(["new-plugin", *args, "--dir", str(tmp_path)]) == 2
@@ -139,7 +141,8 @@ def test_plugins_lists_builtins_building_blocks_and_files(tmp_path, capsys):
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["spd"]["source"] == "builtin strategy"
     assert rows["spd"]["hooks"] == ["embed_state", "promote", "converge", "commit"]
-    assert rows["core-defaults"]["hooks"] == ["embed_state", "promote", "converge", "commit"]
+    assert rows["core-defaults"]["hooks"] == ["fill_block", "embed_state", "process_logits", "revoke", "promote",
+                                              "converge", "commit"]
     assert rows["promotion.ContiguousPromotion"]["hooks"] == ["promote"]
     assert rows["listed.Listed"]["hooks"] == ["promote", "on_step_end"]
     assert rows["listed.Listed"]["source"].startswith("file (")

@@ -101,8 +101,17 @@ class CanvasRunner:
     mode = "none"
     separate_prefill = False
 
-    def __init__(self, model: Denoiser):
+    def __init__(self, model: Denoiser, *, uniform: bool = False):
         self.model = model
+        # Uniform-state canvas: positions after the block hold noise tokens (the loop draws them), not masks.
+        self.uniform = uniform
+
+    def future(self, ids: torch.Tensor, hi: int, end: int) -> torch.Tensor:
+        """(b, end - hi, D) inputs of the not-yet-decoded positions [hi, end) a bidirectional model sees."""
+        table = self.model.embedding_table()
+        if self.uniform:
+            return table[ids[:, hi:end]]
+        return self.model.mask_embedding().expand(ids.shape[0], end - hi, table.shape[1])
 
     def reset(self) -> None:
         """A new generation starts: forget everything cached."""
@@ -114,7 +123,7 @@ class CanvasRunner:
         end = hi if model.block_causal else ids.shape[1]  # bidirectional: future blocks as masks
         self.lo, self.hi = lo, hi
         self.prefix = table[ids[:, :lo]]  # (b, lo, D) prompt and committed blocks, hard ids
-        self.suffix = model.mask_embedding().expand(ids.shape[0], end - hi, table.shape[1])  # (b, T-hi, D)
+        self.suffix = self.future(ids, hi, end)  # (b, T-hi, D)
         self.block_ids, self.valid = block_ids[:, :end], valid[:, :end]
         return 0
 
@@ -139,8 +148,8 @@ def running_index(running: torch.Tensor, n: int) -> torch.Tensor:
 class _CachedRunner(CanvasRunner):
     """Shared bookkeeping: the cache, and its running-row subset reused while the running set is unchanged."""
 
-    def __init__(self, model: CachedDenoiser):
-        super().__init__(model)
+    def __init__(self, model: CachedDenoiser, *, uniform: bool = False):
+        super().__init__(model, uniform=uniform)
         self.reset()
 
     def reset(self) -> None:
@@ -208,16 +217,16 @@ class BlockCausalCache(_CachedRunner):
 class FastDllmCache(_CachedRunner):
     """Fast-dLLM's approximate caches of a bidirectional model: `dual=False` prefix, `dual=True` dual."""
 
-    def __init__(self, model: CachedDenoiser, *, dual: bool):
+    def __init__(self, model: CachedDenoiser, *, dual: bool, uniform: bool = False):
         self.dual = dual
         self.mode = "dual" if dual else "prefix"
-        super().__init__(model)
+        super().__init__(model, uniform=uniform)
 
     def start_block(self, ids, valid, block_ids, lo, hi):
         table, rows, total = self.model.embedding_table(), ids.shape[0], ids.shape[1]
         self.lo, self.hi, self._subset, self.refresh = lo, hi, None, True
         self.prefix = table[ids[:, :lo]]  # (b, lo, D)
-        self.suffix = self.model.mask_embedding().expand(rows, total - hi, table.shape[1])  # (b, T - hi, D)
+        self.suffix = self.future(ids, hi, total)  # (b, T - hi, D)
         self.positions = position_ids_from_valid(valid)  # (b, T)
         self.mask = decode_attention_mask(block_ids, valid, False)  # (b, 1, T, T)
         return 0
@@ -267,14 +276,22 @@ def resolve_mode(model: Denoiser, cache: str = "auto") -> str:
     return "none" if cache == "auto" else cache  # approximate caches only on request
 
 
-def make_runner(model: Denoiser, cache: str = "auto", *, compile: bool | str = False) -> CanvasRunner:
+def make_runner(model: Denoiser, cache: str = "auto", *, compile: bool | str = False,
+                uniform: bool = False) -> CanvasRunner:
     """The runner for `cache` (see the module docstring). `compile`: True (inductor) or a
-    `torch.compile` backend name compiles the model's forward; off by default."""
+    `torch.compile` backend name compiles the model's forward; off by default. `uniform`: the canvas is
+    uniform-state (the future positions a bidirectional model sees are noise tokens, not masks). A model
+    with its own forward scheme (an encoder-decoder model) brings its runner: `model.make_runner(cache)`."""
+    own = getattr(model, "make_runner", None)
+    if callable(own):
+        if compile:
+            raise ValueError(f"compile is not available for {type(model).__name__}, which brings its own runner")
+        return own(cache)
     mode = resolve_mode(model, cache)
     if compile:
         model = _Compiled(model, "inductor" if compile is True else compile)
     if mode == "none":
-        return CanvasRunner(model)
+        return CanvasRunner(model, uniform=uniform)
     if model.block_causal:
-        return BlockCausalCache(model)
-    return FastDllmCache(model, dual=mode == "dual")
+        return BlockCausalCache(model, uniform=uniform)
+    return FastDllmCache(model, dual=mode == "dual", uniform=uniform)

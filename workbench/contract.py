@@ -1,16 +1,27 @@
-"""Invariants the core enforces on every decision-hook result.
+"""Invariants the core enforces on every decision-hook result, and the errors that name a faulty plugin.
 
-A broken invariant raises `PluginContractError` naming the plugin that answered, the hook and the rule,
-with a hint on how to fix it. The checks are a handful of tensor reductions per step, never per token.
+A broken invariant raises `PluginContractError` naming the plugin that answered (and any wrapper that
+changed the result), the hook and the rule, with a hint on how to fix it. An exception raised inside a hook
+implementation becomes a `PluginRuntimeError` naming the plugin, the hook and the file:line it came from
+(the original exception is chained, so the traceback stays available). `StateGuard` catches a plugin that
+writes the core's state (the rule: plugins write only their stash) from tensor version counters.
+
+The checks are a handful of tensor reductions per step, never per token.
 """
 
 from __future__ import annotations
 
 import math
+import traceback
+from pathlib import Path
 
 import torch
 
-from workbench.state import BlockState
+from workbench.state import FREE, BlockState, Promotion
+
+# Embeddings more than this many times larger than the embedding table's largest entry overflow a forward
+# (and are almost surely a bug); the check only runs when the float32 sum of the embeddings is not finite.
+HUGE_EMBEDDING_FACTOR = 1e6
 
 
 class PluginContractError(RuntimeError):
@@ -19,6 +30,28 @@ class PluginContractError(RuntimeError):
     def __init__(self, *, plugin: str, hook: str, rule: str, detail: str, hint: str):
         self.plugin, self.hook, self.rule = plugin, hook, rule
         super().__init__(f"plugin {plugin!r} broke the {hook!r} contract ({rule}): {detail}. Hint: {hint}")
+
+
+class PluginRuntimeError(RuntimeError):
+    """A hook implementation raised; `__cause__` is the original exception (its traceback is kept)."""
+
+    def __init__(self, *, plugin: str, hook: str, error: BaseException, where: str):
+        self.plugin, self.hook, self.where, self.error = plugin, hook, where, error
+        super().__init__(f"plugin {plugin!r} raised {type(error).__name__} in hook {hook!r} at {where}: {error}")
+
+    def traceback_text(self) -> str:
+        """The original exception's traceback, for `--debug` output and bug reports."""
+        return "".join(traceback.format_exception(type(self.error), self.error, self.error.__traceback__))
+
+
+def origin(error: BaseException, function=None) -> str:
+    """`file:line` where `error` was raised, preferring the innermost frame of `function`'s file (the plugin's
+    own code) over library frames below it."""
+    frames = traceback.extract_tb(error.__traceback__)
+    wanted = getattr(getattr(function, "__code__", None), "co_filename", None)
+    mine = [f for f in frames if wanted and f.filename == wanted]
+    frame = (mine or frames or [None])[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno}" if frame else "?"
 
 
 def _fail(plugin: str, hook: str, rule: str, detail: str, hint: str):
@@ -37,6 +70,37 @@ def _shape(result: torch.Tensor, shape: tuple[int, ...], plugin: str, hook: str,
               "answer for every row of the state (done rows included), e.g. build it from state.is_mask")
 
 
+def _bool_positions(result, state: BlockState, plugin: str, hook: str, hint: str) -> None:
+    _tensor(result, plugin, hook, "(B, L) bool")
+    _shape(result, (state.batch_size, state.length), plugin, hook, "(B, L) bool")
+    if result.dtype != torch.bool:
+        _fail(plugin, hook, "dtype", f"returned {result.dtype}, expected torch.bool", hint)
+
+
+def _first(bad: torch.Tensor) -> tuple[int, int]:
+    row, pos = (int(v) for v in bad.nonzero()[0])
+    return row, pos
+
+
+def check_fill_block(result, state: BlockState, plugin: str) -> torch.Tensor:
+    hook = "fill_block"
+    _tensor(result, plugin, hook, "(B, L) long")
+    _shape(result, (state.batch_size, state.length), plugin, hook, "(B, L) long")
+    if result.dtype.is_floating_point or result.dtype == torch.bool or result.dtype.is_complex:
+        _fail(plugin, hook, "dtype", f"returned {result.dtype}, expected integer token ids",
+              "return a long tensor: token ids where a position is fixed, workbench.state.FREE (-1) elsewhere")
+    fixed = result != FREE
+    bad = fixed & ((result < 0) | (result >= state.vocab_size))
+    if bad.any():
+        row, pos = _first(bad)
+        _fail(plugin, hook, "ids in [0, vocab) or FREE", f"row {row} position {pos} holds {int(result[row, pos])}",
+              f"fix ids of the model's vocabulary (size {state.vocab_size}); FREE = -1 leaves a position to decode")
+    if state.mask_id is not None and (fixed & (result == state.mask_id)).any():
+        _fail(plugin, hook, "no mask id fixed", f"fixed the mask id {state.mask_id}",
+              "leave a position to decode with FREE (-1) instead of fixing the mask id")
+    return result.long()
+
+
 def check_embed_state(result, state: BlockState, table: torch.Tensor, plugin: str) -> torch.Tensor:
     hook = "embed_state"
     _tensor(result, plugin, hook, "(B, L, D)")
@@ -44,26 +108,79 @@ def check_embed_state(result, state: BlockState, table: torch.Tensor, plugin: st
     if result.dtype != table.dtype:
         _fail(plugin, hook, "dtype", f"returned {result.dtype}, the model's embeddings are {table.dtype}",
               "cast with .to(model.embedding_table().dtype)")
-    # NaN and inf propagate through a float32 sum: one reduction and one scalar read per step
+    # NaN and inf propagate through a float32 sum: one reduction and one scalar read per step. Only when the
+    # sum is not finite do we look closer, so huge-but-finite values are told apart from NaN / inf.
     if not math.isfinite(result.sum(dtype=torch.float32)):
-        _fail(plugin, hook, "finite", "returned NaN or inf embeddings", "guard divisions (add an epsilon)")
+        if not bool(torch.isfinite(result).all()):
+            _fail(plugin, hook, "finite", "returned NaN or inf embeddings", "guard divisions (add an epsilon)")
+        biggest, scale = float(result.abs().max()), float(table.abs().max())
+        if biggest > HUGE_EMBEDDING_FACTOR * max(scale, 1e-12):
+            _fail(plugin, hook, "sane size", f"returned embeddings up to {biggest:.3g}, {biggest / scale:.3g} times "
+                  f"the largest entry of the embedding table; the forward would overflow",
+                  "build inputs from model.embedding_table() rows (convex mixtures keep their scale)")
     return result
 
 
-def check_promote(result, state: BlockState, plugin: str) -> torch.Tensor:
+def check_process_logits(result, logits: torch.Tensor, plugin: str) -> torch.Tensor:
+    hook = "process_logits"
+    _tensor(result, plugin, hook, "(b, L, V)")
+    _shape(result, tuple(logits.shape), plugin, hook, "(b, L, V): the running rows' logits")
+    if not result.dtype.is_floating_point:
+        _fail(plugin, hook, "dtype", f"returned {result.dtype}, expected floating logits",
+              "return the (transformed) logits tensor you were given")
+    return result
+
+
+def check_revoke(result, state: BlockState, plugin: str) -> torch.Tensor:
+    hook = "revoke"
+    _bool_positions(result, state, plugin, hook, "return a boolean mask over positions built from "
+                                                 "state.token_positions")
+    bad = result > state.token_positions
+    if bad.any():
+        row, pos = _first(bad)
+        _fail(plugin, hook, "revoke only active token positions",
+              f"revoked row {row} position {pos}, which is not an active token position of a running row",
+              "AND the result with state.token_positions (= ~is_mask & active & ~done)")
+    return result
+
+
+def check_promote(result, state: BlockState, plugin: str) -> tuple[torch.Tensor, torch.Tensor | None, object]:
+    """(positions, tokens or None, fallback) from a bool tensor or a `Promotion`."""
     hook = "promote"
-    _tensor(result, plugin, hook, "(B, L) bool")
-    _shape(result, (state.batch_size, state.length), plugin, hook, "(B, L) bool")
-    if result.dtype != torch.bool:
-        _fail(plugin, hook, "dtype", f"returned {result.dtype}, expected torch.bool",
-              "return a boolean mask over positions, e.g. `state.conf >= tau` combined with state.open_masks")
+    tokens, fallback = None, True
+    if isinstance(result, Promotion):
+        result, tokens, fallback = result.positions, result.tokens, result.fallback
+    _bool_positions(result, state, plugin, hook,
+                    "return a boolean mask over positions, e.g. `state.conf >= tau` combined with state.open_masks")
     bad = result > state.open_masks  # result & ~open_masks (bools)
     if bad.any():
-        row, pos = (int(v) for v in bad.nonzero()[0])
-        _fail(plugin, hook, "promote only active mask positions",
-              f"promoted row {row} position {pos}, which is not an active mask position of a running row",
+        row, pos = _first(bad)
+        _fail(plugin, hook, "promote only active open positions",
+              f"promoted row {row} position {pos}, which is not an active open position of a running row",
               "AND the result with state.open_masks (= is_mask & active & ~done)")
-    return result
+    if tokens is not None:
+        _tensor(tokens, plugin, hook, "(B, L) long (Promotion.tokens)")
+        _shape(tokens, (state.batch_size, state.length), plugin, hook, "(B, L) long (Promotion.tokens)")
+        if tokens.dtype.is_floating_point or tokens.dtype == torch.bool or tokens.dtype.is_complex:
+            _fail(plugin, hook, "dtype", f"Promotion.tokens is {tokens.dtype}, expected integer token ids",
+                  "return token ids, e.g. state.rng.multinomial(...) or state.top")
+        chosen = tokens[result]
+        if ((chosen < 0) | (chosen >= state.vocab_size)).any():
+            _fail(plugin, hook, "ids in [0, vocab)", f"promoted ids outside [0, {state.vocab_size})",
+                  "choose ids of the model's vocabulary")
+        if state.mask_id is not None and (chosen == state.mask_id).any():
+            _fail(plugin, hook, "no mask id promoted", f"promoted the mask id {state.mask_id}",
+                  "a promoted position needs a real token; leave it open instead")
+        tokens = tokens.long()
+    if isinstance(fallback, torch.Tensor):
+        _shape(fallback, (state.batch_size,), plugin, hook, "(B,) bool (Promotion.fallback)")
+        if fallback.dtype != torch.bool:
+            _fail(plugin, hook, "dtype", f"Promotion.fallback is {fallback.dtype}, expected torch.bool",
+                  "pass True, False or a (B,) bool tensor")
+    elif not isinstance(fallback, bool):
+        _fail(plugin, hook, "type", f"Promotion.fallback is {type(fallback).__name__}",
+              "pass True, False or a (B,) bool tensor")
+    return result, tokens, fallback
 
 
 def check_converge(result, state: BlockState, plugin: str) -> torch.Tensor:
@@ -89,13 +206,59 @@ def check_commit(result, state: BlockState, plugin: str) -> torch.Tensor:
         _fail(plugin, hook, "ids in [0, vocab)",
               f"committed ids outside [0, {state.vocab_size}) (min {int(ids.min())}, max {int(ids.max())})",
               "commit token ids of the model's vocabulary (state.top holds the latest predictions)")
-    if (ids == state.mask_id).any():
-        _fail(plugin, hook, "no mask id committed",
-              f"committed the mask id {state.mask_id}: the block would never be finished",
-              "fill remaining mask positions with state.top, as the default commit does")
+    if state.mask_id is not None:
+        masked = ids == state.mask_id
+        if state.uniform and masked.any():
+            _fail(plugin, hook, "no mask id on a uniform-state canvas",
+                  f"committed the mask id {state.mask_id}, which this canvas never feeds",
+                  "commit state.top (or state.ids) at open positions")
+        if (masked & ~state.is_mask[rows]).any():
+            _fail(plugin, hook, "mask id only at open positions",
+                  f"committed the mask id {state.mask_id} at a token position",
+                  "commit the token of a token position (state.top or state.ids); only a position still open "
+                  "at the forward cap may stay masked")
     inactive = ~state.active[rows]
     if (ids[inactive] != state.ids[rows][inactive]).any():
         _fail(plugin, hook, "inactive positions keep their ids",
-              "changed a position that was not masked at block start",
+              "changed a position that was not open at block start",
               "use torch.where(state.active, new_ids, state.ids)")
     return result.long()
+
+
+# -- the state guard -------------------------------------------------------------------------------------
+
+# Core-owned fields a plugin may read but never write or replace.
+GUARDED = ("ids", "is_mask", "active", "top", "conf", "prev_top", "_probs", "_logits", "revoked", "promoted",
+           "fallback", "waived", "converged", "finishing", "done", "steps", "rows", "sample_ids", "context",
+           "context_valid")
+
+
+class StateGuard:
+    """Snapshots of the guarded state fields (identity and tensor `_version`), compared after a hook call.
+
+    `snapshot()` costs one attribute read per field; the loop takes one before each hook call that a
+    plugin answers and `check()` raises `PluginContractError` naming the plugin and the field it touched.
+    """
+
+    __slots__ = ("state", "_snap")
+
+    def __init__(self, state: BlockState):
+        self.state = state
+        self._snap: list = []
+
+    def snapshot(self) -> None:
+        state = self.state
+        self._snap = [(v, v._version) if isinstance(v := getattr(state, f), torch.Tensor) else (v, None)
+                      for f in GUARDED]
+
+    def check(self, plugin: str, hook: str) -> None:
+        state = self.state
+        for field, (value, version) in zip(GUARDED, self._snap):
+            now = getattr(state, field)
+            if now is not value or (version is not None and now._version != version):
+                name = field.lstrip("_")
+                what = "replaced" if now is not value else "wrote into"
+                _fail(plugin, hook, "plugins write only their stash",
+                      f"{what} state.{name}, which the core owns",
+                      f"copy before changing (state.{name}.clone()), return your decision from the hook, and keep "
+                      f"your own data in state.stash[KEY] (KEY = StashKey())")

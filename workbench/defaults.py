@@ -1,8 +1,9 @@
 """The core's default answers to the decision hooks: an ordinary plugin registered first, `trylast`.
 
-Together they are plain one-token-per-step MDLM decoding: hard inputs, no promotion of its own (the
-core's progress fallback promotes the most confident mask position), final when no mask is left, commit
-the hard ids. A strategy overrides only what it changes.
+Together they are plain one-token-per-step MDLM decoding: nothing pre-filled, hard inputs, the MASK logit
+removed, nothing revoked, no promotion of its own (the core's progress fallback promotes the most confident
+open position), final when no open position is left, commit the hard ids. A strategy overrides only what it
+changes.
 """
 
 from __future__ import annotations
@@ -17,12 +18,28 @@ DEFAULTS_NAME = "core-defaults"
 
 
 class CoreDefaults:
-    """Default implementations of `embed_state`, `promote`, `converge`, `commit`."""
+    """Default implementations of every decision hook."""
+
+    @hookimpl(trylast=True)
+    def fill_block(self, state: BlockState) -> None:
+        return None  # nothing fixed: the loop skips the step entirely
 
     @hookimpl(trylast=True)
     def embed_state(self, state: BlockState, model: Denoiser) -> torch.Tensor:
         table = model.embedding_table()
+        if state.uniform:  # open positions hold their current noise token in `ids`
+            return table[state.ids]
         return torch.where(state.is_mask[..., None], model.mask_embedding(), table[state.ids])
+
+    @hookimpl(trylast=True)
+    def process_logits(self, state: BlockState, logits: torch.Tensor) -> torch.Tensor:
+        if state.mask_id is not None:
+            logits.select(-1, state.mask_id).fill_(float("-inf"))  # MASK is never a prediction
+        return logits
+
+    @hookimpl(trylast=True)
+    def revoke(self, state: BlockState) -> None:
+        return None  # nothing revoked: the loop skips the step entirely
 
     @hookimpl(trylast=True)
     def promote(self, state: BlockState) -> torch.Tensor:
@@ -34,5 +51,5 @@ class CoreDefaults:
 
     @hookimpl(trylast=True)
     def commit(self, state: BlockState) -> torch.Tensor:
-        # Mask positions are left only when the forward cap ended the block: fill them with the current top.
+        # Open positions are left only when the forward cap ended the block: fill them with the current top.
         return torch.where(state.is_mask, state.top, state.ids)

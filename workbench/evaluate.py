@@ -48,6 +48,26 @@ class RunSpec:
         }
 
 
+# Per-sample fields the core itself stores; an observer's extras may not take these names.
+CORE_EXTRAS = ("block_steps", "nfe_total", "fixed", "broke")
+
+
+def observer_extras(result) -> dict:
+    """The extras observers added to a `RowResult` (plus the core's `unfilled`), checked to be storable."""
+    from workbench.store import _canonical_json
+
+    taken = sorted(set(result.extras) & set(CORE_EXTRAS))
+    if taken:
+        raise ValueError(f"an observer wrote the per-sample extra(s) {taken}, which the core stores itself; "
+                         f"rename them (e.g. prefix them with your plugin's name)")
+    try:
+        _canonical_json(result.extras)
+    except TypeError as err:
+        raise ValueError(f"sample {result.sample_id}: an observer's extras cannot be stored ({err}); write "
+                         f"numbers, strings, booleans, lists or dicts of them") from None
+    return dict(result.extras)
+
+
 def evaluate(
     model, tokenizer, task, manager, spec: RunSpec, examples: Sequence, store: ResultsStore | None, *,
     batch_size: int = 64, on_batch: Callable[[int], None] | None = None,
@@ -73,12 +93,12 @@ def evaluate(
     batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
     for batch in round_robin(batches, rank, world):
         prompts = [encode(tokenizer, ex.prompt) for ex in batch]
-        results = generate(model, prompts, manager, spec.decode)
+        results = generate(model, prompts, manager, spec.decode, sample_ids=[ex.uid for ex in batch])
         records = []
         for row, (ex, res) in enumerate(zip(batch, results)):
             output = decode(tokenizer, res.ids)
             correct = bool(task.check(ex, output))
-            extras = {"block_steps": list(res.block_steps), "nfe_total": res.nfe_total,
+            extras = {**observer_extras(res), "block_steps": list(res.block_steps), "nfe_total": res.nfe_total,
                       **(sample_extras(row) if sample_extras else {})}
             if "unrevised_ids" in extras:  # a counterfactual output: did revisions fix or break the answer?
                 was_correct = bool(task.check(ex, decode(tokenizer, cut_after_eos(extras.pop("unrevised_ids"),

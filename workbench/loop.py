@@ -27,22 +27,37 @@ import torch
 from workbench.cache import CanvasRunner, make_runner
 from workbench.models.base import Denoiser
 from workbench.registry import Hooks
-from workbench.state import BlockState, DecodeConfig, RowResult, Stash
+from workbench.rng import BlockRandom, RowRandom
+from workbench.state import FREE, BlockState, DecodeConfig, ModelInputsDenied, RowResult, Stash
 
 
-def predict(logits: torch.Tensor, mask_id: int, temperature: float, generator: torch.Generator | None,
+def canvas_kind(model: Denoiser, config: DecodeConfig) -> str:
+    """What open positions are fed in this decode: `mask` or `uniform` (see `DecodeConfig.noise`)."""
+    native = getattr(model, "noise", None) or ("uniform" if model.mask_id is None else "mask")
+    if config.noise == "auto":
+        return native
+    if config.noise == "mask" and model.mask_id is None:
+        raise ModelInputsDenied(f"noise 'mask' asks for an absorbing-state canvas, but {type(model).__name__} has no "
+                                f"mask token (a uniform-state model); decode with --noise uniform (or auto)")
+    return config.noise
+
+
+def noise_range(model: Denoiser) -> tuple[int, int]:
+    """[low, high) of the random tokens fed to open positions of a uniform-state canvas: the model's own
+    range (the ids its uniform training drew from) or the whole vocabulary."""
+    own = getattr(model, "noise_range", None)
+    return tuple(own()) if callable(own) else (0, model.vocab_size)
+
+
+def predict(logits: torch.Tensor, temperature: float, rng: BlockRandom, rows: list[int],
             want_probs: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """top (n, L) long, conf (n, L) float32 and optionally probs (n, L, V) float32 from logits (n, L, V).
-
-    Softmax in float32 or better (float64 models keep float64 until conf is stored). MASK is never
-    predicted: its logit is removed, so a committed token is always a real token.
-    """
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    logits.select(-1, mask_id).fill_(float("-inf"))
+    """top (n, L) long, conf (n, L) float32 and optionally probs (n, L, V) float32 from processed logits
+    (n, L, V) in float32 or better (float64 models keep float64 until conf is stored). `rows`: the block rows
+    the n logits belong to (their generators draw when a temperature samples `top`)."""
     probs = logits.softmax(-1)  # (n, L, V)
     if temperature > 0:
-        tempered = (logits / temperature).softmax(-1).flatten(0, 1)  # (n*L, V)
-        top = torch.multinomial(tempered, 1, generator=generator).view(logits.shape[:-1])
+        tempered = (logits / temperature).softmax(-1)  # (n, L, V)
+        top = rng.draw_multinomial(tempered, rows)
         conf = probs.gather(-1, top[..., None]).squeeze(-1)  # untempered p(top), as Fast-dLLM
     else:
         conf, top = probs.max(-1)
@@ -55,7 +70,7 @@ def cut_after_eos(ids: list[int], eos_id: int) -> list[int]:
 
 
 def fallback(state: BlockState, promoted: torch.Tensor) -> torch.Tensor:
-    """Progress guarantee: rows with mask positions that promoted nothing get their most confident one."""
+    """Progress guarantee: rows with open positions that promoted nothing get their most confident one."""
     open_masks = state.open_masks
     need = promoted.any(-1, keepdim=True) < open_masks.any(-1, keepdim=True)  # (B, 1): none promoted, some open
     best = state.conf.where(open_masks, -1.0).argmax(-1, keepdim=True)  # (B, 1)
@@ -64,22 +79,35 @@ def fallback(state: BlockState, promoted: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()  # decoding never needs gradients; hooks run under no_grad too
 def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.PluginManager,
-             config: DecodeConfig, *, runner: CanvasRunner | None = None) -> list[RowResult]:
-    """Decode a continuation of every prompt; returns one `RowResult` per prompt, in order."""
+             config: DecodeConfig, *, runner: CanvasRunner | None = None,
+             sample_ids: Sequence[int] | None = None) -> list[RowResult]:
+    """Decode a continuation of every prompt; returns one `RowResult` per prompt, in order.
+
+    `sample_ids`: a stable id per prompt (default its index), seen by hooks as `state.sample_ids`; per-sample
+    random generators are seeded from it, so a sample decodes alike in any batch (`DecodeConfig.rng`).
+    """
     if not prompts:
         return []
     t0 = time.perf_counter()
     hooks = Hooks(manager)
-    runner = runner or make_runner(model, config.cache)
+    kind = canvas_kind(model, config)
+    uniform = kind == "uniform"
+    runner = runner or make_runner(model, config.cache, uniform=uniform)
     runner.reset()
     device = model.embedding_table().device
-    generator = None
-    if config.temperature > 0:
-        generator = torch.Generator(device=device).manual_seed(config.seed)
     n, p_len, g_len = len(prompts), max(len(p) for p in prompts), config.max_new_tokens
+    sample_ids = list(range(n)) if sample_ids is None else [int(i) for i in sample_ids]
+    if len(sample_ids) != n or len(set(sample_ids)) != n:
+        raise ValueError(f"sample_ids must give {n} distinct ids, one per prompt; got {sample_ids}")
+    sids = torch.tensor(sample_ids, device=device)
+    rng = RowRandom(config.rng, config.seed, device)
+    low, high = noise_range(model)
+    self_conditioning = bool(getattr(model, "self_conditioning", False))
+    keep_logits = hooks.needs_logits or self_conditioning
 
-    # Canvas: left-padded prompts, then generated positions (mask until committed).
-    canvas = torch.full((n, p_len + g_len), model.mask_id, dtype=torch.long, device=device)  # (N, T)
+    # Canvas: left-padded prompts, then generated positions (open until committed).
+    blank = model.mask_id if model.mask_id is not None else model.pad_id
+    canvas = torch.full((n, p_len + g_len), blank, dtype=torch.long, device=device)  # (N, T)
     valid = torch.ones(n, p_len + g_len, dtype=torch.bool, device=device)
     for i, prompt in enumerate(prompts):
         pad = p_len - len(prompt)
@@ -92,30 +120,59 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
     # Context forwards: the prompt prefill counts as one even when it rides in block 1's first forward (the
     # DMax / Fast-dLLM convention), plus what a runner spends outside the refinement steps.
     context_forwards = torch.full((n,), 0 if runner.separate_prefill else 1, dtype=torch.long)
+    unfilled = torch.zeros(n, dtype=torch.long)
     alive = torch.ones(n, dtype=torch.bool)  # rows that have not yet produced EOS
     block_steps: list[list[int]] = [[] for _ in range(n)]
     decoded = [0] * n  # generated positions decoded per row
     seconds = [0.0] * n
     stash = Stash()
+    total = p_len + g_len
 
     for k, (start, end) in enumerate(config.block_spans(), start=1):
         rows = alive.nonzero().squeeze(1)  # (B,)
         if rows.numel() == 0:
             break
         lo, hi = p_len + start, p_len + end
-        state = BlockState.start_block(block_index=k, start=start, rows=rows.to(device), length=end - start,
+        rows_d = rows.to(device)
+        block_rng = rng.bind(sids[rows_d])
+        open_ids = None
+        if uniform:  # a fresh random canvas (DiffusionGemma: `initialize_canvas`)
+            open_ids = block_rng.randint(low, high, end - start)  # (B, L)
+            if not model.block_causal and hi < total:  # a bidirectional model sees the future as noise too
+                canvas[rows_d, hi:] = block_rng.randint(low, high, total - hi)
+        state = BlockState.start_block(block_index=k, start=start, rows=rows_d, length=end - start,
                                        mask_id=model.mask_id, vocab_size=model.vocab_size, config=config,
-                                       stash=stash)
-        context_forwards[rows] += runner.start_block(canvas[rows], valid[rows], block_ids[rows], lo, hi)
+                                       stash=stash, sample_ids=sids[rows_d], ids=open_ids, noise=kind,
+                                       rng=block_rng, model=model, context=canvas[rows_d, :lo],
+                                       context_valid=valid[rows_d, :lo])
+        hooks.guard(state)
+        fill = hooks.fill_block(state)  # (B, L) long or None
+        if fill is not None:
+            fixed = fill != FREE
+            state.ids = torch.where(fixed, fill, state.ids)
+            state.top = state.ids.clone()
+            state.is_mask, state.active = ~fixed, ~fixed
+        # The all-False tensors of start_block, reused on the steps without revocation / without an opt-out.
+        no_revocation, no_waiver = state.revoked, state.waived
+        context_forwards[rows] += runner.start_block(canvas[rows_d], valid[rows_d], block_ids[rows_d], lo, hi)
         n_running = state.batch_size  # rows still refining this block; the running set only shrinks
         while n_running:
             everyone = n_running == state.batch_size  # a Python int: no host sync, no row indexing
             running = state.running  # (B,)
+            block_rng.running = running
             embeds = hooks.embed_state(state, model)  # (B, L, D)
-            logits = runner.forward(embeds if everyone else embeds[running], running)  # (b, L, V)
+            extra = {}
+            if self_conditioning:  # the previous step's processed logits; none at a block's first step
+                extra["self_conditioning"] = None if state.step == 0 else (
+                    state.logits if everyone else state.logits[running])
+            logits = runner.forward(embeds if everyone else embeds[running], running, **extra)  # (b, L, V)
             state.step += 1
             state.steps = state.steps + (1 if everyone else running.long())
-            top, conf, probs = predict(logits, model.mask_id, config.temperature, generator, hooks.needs_probs)
+            logits = hooks.process_logits(state, logits.to(torch.promote_types(logits.dtype, torch.float32)))
+            drawing = []  # block rows whose generators draw `top` (only a temperature samples)
+            if config.temperature > 0:
+                drawing = list(range(n_running)) if everyone else running.nonzero().flatten().tolist()
+            top, conf, probs = predict(logits, config.temperature, block_rng, drawing, hooks.needs_probs)
             state.prev_top = state.top if state.step > 1 else None
             if everyone:
                 state.top, state.conf = top, conf
@@ -124,12 +181,32 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
                 state.conf = state.conf.index_put((running,), conf)
             if probs is not None:
                 state.probs = probs if everyone else state.probs.index_put((running,), probs)
+            if keep_logits:
+                state.logits = logits if everyone else state.logits.index_put((running,), logits)
 
-            promoted = hooks.promote(state)  # (B, L) bool
-            promoted = promoted | fallback(state, promoted)
-            state.promoted = promoted
-            state.ids = torch.where(promoted, state.top, state.ids)
+            revoked = hooks.revoke(state)  # (B, L) bool or None
+            if revoked is None:
+                state.revoked = no_revocation
+            else:
+                state.revoked = revoked
+                state.is_mask = state.is_mask | revoked
+                if not uniform:
+                    state.ids = torch.where(revoked, model.mask_id, state.ids)
+            positions, tokens, allow = hooks.promote(state)  # (B, L) bool, (B, L) long or None, fallback
+            added = fallback(state, positions)
+            if allow is True:
+                state.waived = no_waiver
+            else:  # the plugin opted out of the progress fallback (for some rows)
+                state.waived = ~allow if isinstance(allow, torch.Tensor) else ~no_waiver
+                added = added & ~state.waived[:, None]
+            promoted = positions | added
+            state.promoted, state.fallback = promoted, added
+            chosen = state.top if tokens is None else torch.where(positions, tokens, state.top)
+            state.ids = torch.where(promoted, chosen, state.ids)
             state.is_mask = state.is_mask & ~promoted
+            if uniform:  # renoise: every open position of a drawing row gets a fresh random token
+                noise = block_rng.randint(low, high, state.length)  # (B, L)
+                state.ids = torch.where(state.is_mask & state.active & running[:, None], noise, state.ids)
 
             converged = hooks.converge(state)  # (B,)
             state.converged = converged if everyone else converged & running
@@ -146,7 +223,9 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
 
         nfe[rows] += state.steps.cpu()
         hooks.on_block_end(state, state.ids)
-        canvas[rows, lo:hi] = state.ids
+        canvas[rows_d, lo:hi] = state.ids
+        if model.mask_id is not None and not uniform:  # positions a strategy left masked at the cap (DMax)
+            unfilled[rows] += (state.ids == model.mask_id).sum(-1).cpu()
         now = time.perf_counter() - t0
         has_eos = (state.ids == model.eos_id).any(-1).cpu()  # (B,)
         for i, row in enumerate(rows.tolist()):
@@ -161,8 +240,10 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
         ids = canvas[i, p_len:p_len + decoded[i]].tolist()
         ids = cut_after_eos(ids, model.eos_id)
         tokens = len(ids) - (1 if ids and ids[-1] == model.eos_id else 0)
+        extras = {"unfilled": int(unfilled[i])} if int(unfilled[i]) else {}
         results.append(RowResult(ids=ids, nfe=int(nfe[i]), tokens=tokens, seconds=seconds[i],
                                  block_steps=block_steps[i], prompt_len=len(prompts[i]),
-                                 nfe_total=int(nfe[i] + context_forwards[i])))
+                                 nfe_total=int(nfe[i] + context_forwards[i]), sample_id=sample_ids[i],
+                                 extras=extras))
     hooks.on_generation_end(results)
     return results

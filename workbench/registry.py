@@ -35,7 +35,9 @@ PROJECT = "workbench"
 ENTRY_POINT_GROUP = "workbench"
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-DECISION_HOOKS = ("embed_state", "promote", "converge", "commit")
+DECISION_HOOKS = ("fill_block", "embed_state", "process_logits", "revoke", "promote", "converge", "commit")
+# Decision hooks whose "no answer" (every implementation returned None) means "nothing to do this time".
+OPTIONAL_DECISIONS = ("fill_block", "revoke")
 OBSERVER_HOOKS = ("on_step_end", "on_block_end", "on_generation_end")
 ALL_HOOKS = DECISION_HOOKS + OBSERVER_HOOKS
 
@@ -263,63 +265,170 @@ def make_manager(strategy: str, *, params: Mapping[str, Any] | None = None,
     return pm
 
 
+def _answering(pm: pluggy.PluginManager, hook: str) -> tuple[str, list[str]]:
+    """(plugin asked first among plain implementations, wrappers around the call from outermost in)."""
+    impls = list(reversed(getattr(pm.hook, hook).get_hookimpls()))  # pluggy's call order
+    plain = [i.plugin_name for i in impls if not (i.hookwrapper or i.wrapper)]
+    wrappers = [i.plugin_name for i in impls if i.hookwrapper or i.wrapper]
+    return (plain[0] if plain else "<none>"), wrappers
+
+
 def decision_providers(pm: pluggy.PluginManager) -> dict[str, str]:
     """Decision hook -> name of the plugin asked first (the last registered implementation, after
-    tryfirst/trylast ordering). It answers unless it returns None for a step."""
+    tryfirst/trylast ordering), with the wrappers that see and may change its result: `spd [wrapped by
+    timing.Timing]`. It answers unless it returns None for a step."""
     out = {}
     for hook in DECISION_HOOKS:
-        impls = [i for i in getattr(pm.hook, hook).get_hookimpls() if not (i.hookwrapper or i.wrapper)]
-        out[hook] = impls[-1].plugin_name if impls else "<none>"
+        plugin, wrappers = _answering(pm, hook)
+        out[hook] = plugin + (f" [wrapped by {', '.join(wrappers)}]" if wrappers else "")
     return out
 
 
 def format_providers(pm: pluggy.PluginManager) -> str:
-    """One line for run summaries: `embed_state=spd promote=my_idea.Leftmost converge=spd commit=spd`."""
-    return " ".join(f"{hook}={name}" for hook, name in decision_providers(pm).items())
+    """One line for run summaries: the hooks a plugin answers, then those left to the core's defaults:
+    `embed_state=spd promote=my_idea.Leftmost converge=spd commit=spd; core defaults: fill_block ...`."""
+    from workbench.defaults import DEFAULTS_NAME
+
+    providers = decision_providers(pm)
+    chosen = " ".join(f"{hook}={name}" for hook, name in providers.items() if name != DEFAULTS_NAME)
+    left = " ".join(hook for hook, name in providers.items() if name == DEFAULTS_NAME)
+    return "; ".join(part for part in (chosen, f"core defaults: {left}" if left else "") if part)
 
 
 # -- the typed façade the loop calls ---------------------------------------------------------------------
 
 
+# Modules whose plugins the state guard trusts (the project's own code, tested not to write the state).
+TRUSTED_MODULES = ("workbench.", "strategies.", "plugins.")
+_PLAIN, _WRAPPER, _OLD_WRAPPER = 0, 1, 2
+
+
+def _chain(pm: pluggy.PluginManager, hook: str) -> list[tuple]:
+    """(plugin name, function, argnames, kind, trusted) per implementation, in pluggy's call order."""
+    out = []
+    for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
+        kind = _OLD_WRAPPER if impl.hookwrapper else _WRAPPER if impl.wrapper else _PLAIN
+        trusted = getattr(impl.function, "__module__", "").startswith(TRUSTED_MODULES)
+        out.append((impl.plugin_name, impl.function, tuple(impl.argnames), kind, trusted))
+    return out
+
+
 class Hooks:
     """Typed calls of the hooks for one `generate` run, each decision result checked by `contract`.
 
-    Decision hooks are dispatched here over the manager's implementations in pluggy's call order
-    (last registered first, tryfirst/trylast respected; first non-None wins, exactly pluggy's firstresult
-    rule), because pluggy does not say which implementation answered and the contract error must name
-    it. When a decision hook has wrapper implementations, the call goes through pluggy and the error
-    names the plugin asked first.
+    Hooks are dispatched here over the manager's implementations in pluggy's call order (last registered
+    first, tryfirst/trylast respected; wrappers outermost; first non-None wins, exactly pluggy's firstresult
+    rule), because pluggy says neither which implementation answered nor which one raised, and the errors
+    must name it:
+    - an exception inside an implementation becomes `contract.PluginRuntimeError` (plugin, hook, file:line,
+      the original chained);
+    - a contract error names the plugin that answered and every wrapper that changed its result;
+    - with `guard(state)` set, each call of a plugin outside the project's own modules is followed by a
+      check that it wrote no core state tensor (`contract.StateGuard`).
     """
 
     def __init__(self, pm: pluggy.PluginManager):
         self.pm = pm
         self.providers = decision_providers(pm)
-        self._chains = {hook: self._chain(hook) for hook in DECISION_HOOKS}
-        self.needs_probs = any(getattr(p, "needs_probs", False) for p in pm.get_plugins())
+        self._chains = {hook: _chain(pm, hook) for hook in ALL_HOOKS}
+        plugins = pm.get_plugins()
+        self.needs_probs = any(getattr(p, "needs_probs", False) for p in plugins)
+        self.needs_logits = any(getattr(p, "needs_logits", False) for p in plugins)
+        self._guard: contract.StateGuard | None = None
 
-    def _chain(self, hook: str):
-        impls = getattr(self.pm.hook, hook).get_hookimpls()
-        if any(i.hookwrapper or i.wrapper for i in impls):
-            return None
-        return [(i.plugin_name, i.function, tuple(i.argnames)) for i in reversed(impls)]
+    def guard(self, state) -> None:
+        """Check every untrusted call against `state` from now on (one guard per block)."""
+        self._guard = contract.StateGuard(state)
+
+    def _call(self, hook: str, kwargs: dict[str, Any], firstresult: bool) -> tuple[Any, str, list[str]]:
+        """(result, plugin that answered, wrappers that changed the result). Exceptions name the plugin."""
+        guard = self._guard
+        teardowns, result, answered = [], None, "<none>"
+        try:
+            for plugin, function, argnames, kind, trusted in self._chains[hook]:
+                check = guard is not None and not trusted
+                if check:
+                    guard.snapshot()
+                try:
+                    out = function(*[kwargs[a] for a in argnames])
+                    if kind != _PLAIN:
+                        next(out)  # the wrapper's code before its `yield`
+                        teardowns.append((plugin, out, kind, function, check))
+                except (contract.PluginContractError, contract.PluginRuntimeError, KeyboardInterrupt):
+                    raise
+                except Exception as err:
+                    raise contract.PluginRuntimeError(plugin=plugin, hook=hook, error=err,
+                                                      where=contract.origin(err, function)) from err
+                if check:
+                    guard.check(plugin, hook)
+                if kind == _PLAIN and out is not None and firstresult:
+                    result, answered = out, plugin
+                    break
+        except BaseException:
+            for _, gen, *_ in teardowns:
+                gen.close()
+            raise
+        changed = []
+        for plugin, gen, kind, function, check in reversed(teardowns):
+            before = result
+            if check:
+                guard.snapshot()
+            try:
+                if kind == _OLD_WRAPPER:
+                    outcome = pluggy.Result(result, None)
+                    try:
+                        gen.send(outcome)
+                    except StopIteration:
+                        pass
+                    result = outcome.get_result()
+                else:
+                    try:
+                        gen.send(result)
+                    except StopIteration as stop:
+                        result = stop.value
+                    else:
+                        raise RuntimeError("the wrapper yielded twice; a wrapper yields exactly once")
+            except (contract.PluginContractError, contract.PluginRuntimeError, KeyboardInterrupt):
+                raise
+            except Exception as err:
+                raise contract.PluginRuntimeError(plugin=plugin, hook=hook, error=err,
+                                                  where=contract.origin(err, function)) from err
+            finally:
+                gen.close()
+            if check:
+                guard.check(plugin, hook)
+            if result is not before:
+                changed.append(plugin)
+        return result, answered, changed
 
     def _decide(self, hook: str, kwargs: dict[str, Any]) -> tuple[Any, str]:
-        chain = self._chains[hook]
-        if chain is None:
-            return getattr(self.pm.hook, hook)(**kwargs), self.providers[hook]
-        for plugin, function, argnames in chain:
-            result = function(*[kwargs[a] for a in argnames])
-            if result is not None:
-                return result, plugin
-        raise contract.PluginContractError(
-            plugin="<none>", hook=hook, rule="some plugin answers", detail="every implementation returned None",
-            hint="keep the core defaults registered (make_manager does) or return a result")
+        result, plugin, changed = self._call(hook, kwargs, firstresult=True)
+        if changed:
+            plugin = f"{plugin} [result changed by wrapper {', '.join(changed)}]"
+        if result is None and hook not in OPTIONAL_DECISIONS:
+            raise contract.PluginContractError(
+                plugin=plugin, hook=hook, rule="some plugin answers", detail="every implementation returned None",
+                hint="keep the core defaults registered (make_manager does) or return a result")
+        return result, plugin
+
+    def fill_block(self, state):
+        result, plugin = self._decide("fill_block", {"state": state})
+        return None if result is None else contract.check_fill_block(result, state, plugin)
 
     def embed_state(self, state, model):
         result, plugin = self._decide("embed_state", {"state": state, "model": model})
         return contract.check_embed_state(result, state, model.embedding_table(), plugin)
 
+    def process_logits(self, state, logits):
+        result, plugin = self._decide("process_logits", {"state": state, "logits": logits})
+        return contract.check_process_logits(result, logits, plugin)
+
+    def revoke(self, state):
+        result, plugin = self._decide("revoke", {"state": state})
+        return None if result is None else contract.check_revoke(result, state, plugin)
+
     def promote(self, state):
+        """(positions (B, L) bool, tokens (B, L) long or None, fallback bool or (B,) bool)."""
         result, plugin = self._decide("promote", {"state": state})
         return contract.check_promote(result, state, plugin)
 
@@ -332,10 +441,11 @@ class Hooks:
         return contract.check_commit(result, state, plugin)
 
     def on_step_end(self, state) -> None:
-        self.pm.hook.on_step_end(state=state)
+        self._call("on_step_end", {"state": state}, firstresult=False)
 
     def on_block_end(self, state, committed) -> None:
-        self.pm.hook.on_block_end(state=state, committed=committed)
+        self._call("on_block_end", {"state": state, "committed": committed}, firstresult=False)
 
     def on_generation_end(self, results) -> None:
-        self.pm.hook.on_generation_end(results=results)
+        self._guard = None
+        self._call("on_generation_end", {"results": results}, firstresult=False)

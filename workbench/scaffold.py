@@ -29,14 +29,34 @@ class ScaffoldError(PluginError):
 
 # Per hook: the body lines (8-space indented in the output) and the class fields it needs.
 BODIES: dict[str, tuple[str, ...]] = {
+    "fill_block": (
+        "# <- EDIT: fix positions before the block is decoded (infilling); FREE (-1) = decode it.",
+        "# Here: nothing fixed. A template per sample would be looked up with state.sample_ids.",
+        "return torch.full_like(state.ids, FREE)  # (B, L) long",
+    ),
     "embed_state": (
         "table = model.embedding_table()  # (V, D)",
-        "# <- EDIT: what a token position is fed; here its current top (hard-token refinement).",
-        "return torch.where(state.is_mask[..., None], model.mask_embedding(), table[state.top])  # (B, L, D)",
+        "# <- EDIT: what a token position is fed; here its current top (hard-token refinement). Open",
+        "# positions keep their input: state.ids holds the mask id (or, on a uniform-state canvas, noise).",
+        "return torch.where(state.is_mask[..., None], table[state.ids], table[state.top])  # (B, L, D)",
+    ),
+    "process_logits": (
+        "# <- EDIT: transform the running rows' logits (b, L, V) before top / conf are read; here a",
+        "# temperature. Keep the core's rule that MASK is never predicted.",
+        "if state.mask_id is not None:",
+        "    logits[..., state.mask_id] = float(\"-inf\")",
+        "return logits / self.temperature",
+    ),
+    "revoke": (
+        "# <- EDIT: token positions that go back to open (remasking); here those whose current token",
+        "# lost confidence (WINO-style). state.token_positions are the revocable positions.",
+        "current = state.probs.gather(-1, state.ids[..., None]).squeeze(-1)  # (B, L) p(token) now",
+        "return state.token_positions & (current < self.keep)",
     ),
     "promote": (
-        "open_ = state.open_masks  # (B, L) bool: active mask positions of rows still running",
-        "# A row that promotes nothing gets its most confident mask position from the core (progress).",
+        "open_ = state.open_masks  # (B, L) bool: active open positions of rows still running",
+        "# A row that promotes nothing gets its most confident open position from the core (progress);",
+        "# return Promotion(positions, tokens=..., fallback=False) to choose tokens or opt out of that.",
         "return open_ & (state.conf >= self.tau)  # <- EDIT: your rule, (B, L) bool",
     ),
     "converge": (
@@ -62,8 +82,14 @@ BODIES: dict[str, tuple[str, ...]] = {
 }
 FIELDS: dict[str, tuple[str, ...]] = {
     "promote": ("tau: float = attrs.field(default=0.9, validator=unit_interval)  "
-                "# <- EDIT: confidence a mask position needs",),
+                "# <- EDIT: confidence an open position needs",),
+    "process_logits": ("temperature: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))  "
+                       "# <- EDIT",),
+    "revoke": ("keep: float = attrs.field(default=0.1, validator=unit_interval)  "
+               "# <- EDIT: p(token) below which a token goes back to open",),
 }
+# Hooks whose template reads state.probs: the generated class then asks for it.
+NEEDS_PROBS = ("revoke",)
 
 
 def class_name(name: str) -> str:
@@ -114,11 +140,16 @@ def render_plugin(name: str, hooks: Sequence[str]) -> str:
         state_names.append("RowResult")
     if "on_step_end" in hooks:
         state_names.append("StashKey")
+    if "fill_block" in hooks:
+        state_names.append("FREE")
+    if "promote" in hooks:
+        state_names.append("Promotion")
     imports = ["from __future__ import annotations", "", "from typing import ClassVar", "", "import attrs",
                "import torch", ""]
     if "Denoiser" in annotations:
         imports.append("from workbench.models.base import Denoiser")
-    imports.append("from workbench.registry import hookimpl" + (", unit_interval" if "promote" in hooks else ""))
+    validated = any(h in hooks for h in ("promote", "revoke"))
+    imports.append("from workbench.registry import hookimpl" + (", unit_interval" if validated else ""))
     if state_names:
         imports.append(f"from workbench.state import {', '.join(state_names)}")
     fields = [line for h in hooks for line in FIELDS.get(h, ())]
@@ -146,7 +177,7 @@ class {cls}:
     """{name}. Parameters are attrs fields with validators; hooks read them from self."""
 
     # Set True to get the full distribution in state.probs (B, L, V) float32 (costs memory).
-    needs_probs: ClassVar[bool] = False
+    needs_probs: ClassVar[bool] = {any(h in NEEDS_PROBS for h in hooks)}
     # Invariants this plugin keeps for the hooks it implements, checked by `workbench check-plugin`:
     # "contiguity" (mask positions stay a contiguous suffix), "monotonicity" (promoted tokens never change).
     claims: ClassVar[tuple[str, ...]] = ()

@@ -51,6 +51,13 @@ class Stash:
 # Forward modes of `workbench.cache.make_runner`: auto = exact prefix KV cache where it is exact
 # (block-causal models with a cache API), none otherwise.
 CACHE_MODES = ("auto", "none", "prefix", "dual")
+# What open positions are fed (`DecodeConfig.noise`): `mask` = the mask embedding (absorbing-state models),
+# `uniform` = uniformly random tokens redrawn every step (uniform-state models), `auto` = the model's own kind.
+NOISE_KINDS = ("auto", "mask", "uniform")
+# Random draws (`DecodeConfig.rng`): `sample` = one generator per sample, seeded from (seed, sample id), so a
+# sample decodes the same in any batch; `batch` = one generator per `generate` call shared by the batch
+# (the draw order of transformers' DiffusionGemma `generate` and of this workbench before per-sample draws).
+RNG_MODES = ("sample", "batch")
 
 
 def _positive(instance, attribute, value):
@@ -67,9 +74,14 @@ class DecodeConfig:
         max_new_tokens: generated positions per row. When it is not a multiple of `block_size` the last
             block is shorter (max_new_tokens % block_size positions).
         max_forwards_per_block: hard cap on forwards per block (DMax: B); None means `block_size`.
-        temperature: 0 = greedy; > 0 samples `top` from softmax(logits / T) with a generator seeded from
-            `seed` (`conf` stays the untempered probability of the chosen token, as in Fast-dLLM).
-        seed: seed of the sampling generator.
+        temperature: 0 = greedy; > 0 samples `top` from softmax(logits / T) with the generators of `rng`
+            (`conf` stays the untempered probability of the chosen token, as in Fast-dLLM).
+        seed: seed of the random generators (see `rng`).
+        rng: `sample` (default): each sample draws from its own generator, seeded from (`seed`, sample id), so
+            its decode does not depend on the batch it is in; `batch`: one generator seeded with `seed` shared
+            by the whole `generate` call (transformers' DiffusionGemma `generate` draws this way).
+        noise: what open positions are fed: `auto` (the model's kind), `mask` (the mask embedding: absorbing-
+            state decoding), `uniform` (uniformly random tokens, redrawn every step: uniform-state decoding).
         cache: key/value cache of the forwards, one of `CACHE_MODES` (see `workbench.cache`): `auto` (exact
             prefix cache on block-causal models, none elsewhere), `none`, `prefix` (exact on block-causal
             models, Fast-dLLM's approximate prefix cache on bidirectional ones), `dual` (Fast-dLLM's dual
@@ -84,6 +96,8 @@ class DecodeConfig:
     temperature: float = attrs.field(default=0.0, converter=float, validator=attrs.validators.ge(0.0))
     seed: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
     cache: str = attrs.field(default="auto", validator=attrs.validators.in_(CACHE_MODES))
+    rng: str = attrs.field(default="sample", validator=attrs.validators.in_(RNG_MODES))
+    noise: str = attrs.field(default="auto", validator=attrs.validators.in_(NOISE_KINDS))
 
     @property
     def cap(self) -> int:
@@ -96,35 +110,81 @@ class DecodeConfig:
                 for s in range(0, self.max_new_tokens, self.block_size)]
 
 
+# The value of `fill_block` results at positions left to decode.
+FREE = -1
+
+
+@attrs.frozen(kw_only=True)
+class Promotion:
+    """What `promote` may return instead of a bare (B, L) bool tensor.
+
+    Attributes:
+        positions: (B, L) bool, the open positions that become token positions.
+        tokens: (B, L) long, the id each promoted position takes; None = `state.top` (the argmax, or the
+            sampled token with a temperature). Read only where `positions` is True.
+        fallback: the core's progress fallback for this step: True (default) promotes the most confident open
+            position of every running row that promoted nothing; False opts out (refine-only steps; the
+            forward cap still ends the block). A (B,) bool tensor chooses per row.
+    """
+
+    positions: torch.Tensor
+    tokens: torch.Tensor | None = None
+    fallback: bool | torch.Tensor = True
+
+
+class ModelInputsDenied(RuntimeError):
+    """A plugin asked the model for something this decode does not have (e.g. a mask embedding on a
+    uniform-state canvas); the message names what and how to fix it."""
+
+
 @attrs.define(eq=False, kw_only=True)
 class BlockState:
     """Decoding state of the current block for the rows still generating.
 
-    Shapes: B = rows in this block, L = block length, V = vocabulary. All tensors live on the model's
-    device. "Mask positions" are `is_mask`; "token positions" are the rest. Positions not masked at
-    block start are inactive (`active` False) and never change; with the core's layout (the prompt is
-    its own block) every generated position starts masked, so `active` is all True.
+    Shapes: B = rows in this block, L = block length, V = vocabulary, C = context length. All tensors live on
+    the model's device. "Open positions" (`is_mask`) are positions whose token is not decided yet: on an
+    absorbing-state canvas (`noise == "mask"`) they hold the mask id and are fed the mask embedding; on a
+    uniform-state canvas (`noise == "uniform"`) they hold a uniformly random token, redrawn by the core after
+    every step. "Token positions" are the rest. Positions fixed before decoding (by `fill_block`) are inactive
+    (`active` False) and never change.
+
+    The core owns the state: hooks read it and return decisions. A plugin may write only its own entry of the
+    typed `stash` (keyed by a `StashKey` it creates, like pytest's `Stash`); the core checks after every hook
+    call that no core tensor was written or replaced, and names the plugin that did.
 
     Attributes:
         block_index: 1-based block number (the prompt is block 0).
         start: offset of the block within the generated positions.
         rows: (B,) long, index of each row in the `prompts` passed to `generate`.
-        ids: (B, L) long, hard ids: mask id at mask positions, the token fixed at promotion elsewhere.
-            Strategies that revise token positions read `top` instead.
-        is_mask: (B, L) bool.
-        active: (B, L) bool, positions masked at block start.
+        sample_ids: (B,) long, the stable id of each row's sample (`generate(..., sample_ids=)`, default the
+            prompt index): join per-sample statistics on it; per-sample generators are seeded from it.
+        ids: (B, L) long, hard input ids: at open positions the mask id (absorbing) or the current noise token
+            (uniform), elsewhere the token fixed at promotion. Strategies that revise token positions read `top`.
+        is_mask: (B, L) bool, open positions.
+        active: (B, L) bool, positions open at block start (False where `fill_block` fixed a token).
         top: (B, L) long, argmax (or sampled) token of the latest forward; `ids` before the first one.
         conf: (B, L) float32, probability of `top` under the latest forward; 0 before the first one.
         prev_top: (B, L) long, `top` of the previous forward, None before the second forward.
-        probs: (B, L, V) float32, only when a registered plugin has `needs_probs = True`.
-        promoted: (B, L) bool, positions promoted at the latest step (fallback included).
+        probs: (B, L, V) float32, only when a registered plugin has `needs_probs = True` (else reading it raises).
+        logits: (B, L, V) float32, the latest forward's logits after `process_logits`, only when a plugin has
+            `needs_logits = True` or the model takes self-conditioning (else reading it raises).
+        revoked: (B, L) bool, token positions sent back to open at the latest step (`revoke`).
+        promoted: (B, L) bool, positions promoted at the latest step, the core's fallback included.
+        fallback: (B, L) bool, the positions of `promoted` that the core's progress fallback chose.
+        waived: (B,) bool, rows whose `promote` answer opted out of the fallback at the latest step.
         converged: (B,) bool, the latest `converge` answer.
         finishing: (B,) bool, rows that finish at the latest step (converged or capped).
         done: (B,) bool, rows whose block is committed; no forward is spent on them.
         step: forwards run in this block so far (by the rows still running).
         steps: (B,) long, forwards per row in this block.
         config: the `DecodeConfig`.
-        mask_id, vocab_size: of the model.
+        noise: `mask` or `uniform`, what open positions are fed (`DecodeConfig.noise` resolved for the model).
+        mask_id: the model's mask id (None when the model has no mask token), vocab_size: of the model.
+        context: (B, C) long, the row's left-padded prompt followed by its committed blocks (read-only).
+        context_valid: (B, C) bool, False at left padding.
+        rng: `workbench.rng.RowRandom`, the random draws of this decode (per sample or per batch, see
+            `DecodeConfig.rng`); `state.rng.generator(i)` is row i's generator.
+        model: the `Denoiser` being decoded (read-only: its facts, e.g. `model.eos_id`).
         stash: per-plugin scratch, shared by all blocks of one `generate` call (row `i` of a block
             is prompt `rows[i]`).
     """
@@ -132,44 +192,61 @@ class BlockState:
     block_index: int
     start: int
     rows: torch.Tensor
+    sample_ids: torch.Tensor
     ids: torch.Tensor
     is_mask: torch.Tensor
     active: torch.Tensor
     top: torch.Tensor
     conf: torch.Tensor
     prev_top: torch.Tensor | None = None
-    probs: torch.Tensor | None = None
+    revoked: torch.Tensor
     promoted: torch.Tensor
+    fallback: torch.Tensor
+    waived: torch.Tensor
     converged: torch.Tensor
     finishing: torch.Tensor
     done: torch.Tensor
     step: int = 0
     steps: torch.Tensor
     config: DecodeConfig
-    mask_id: int
+    noise: str = "mask"
+    mask_id: int | None
     vocab_size: int
+    context: torch.Tensor | None = None
+    context_valid: torch.Tensor | None = None
+    rng: Any = None
+    model: Any = None
     stash: Stash = attrs.field(factory=Stash)
+    # probs / logits behind properties, so that reading them without asking says what to set.
+    _probs: torch.Tensor | None = attrs.field(default=None, alias="probs")
+    _logits: torch.Tensor | None = attrs.field(default=None, alias="logits")
     # open_masks of the last (is_mask, active, done) it was computed from: read ~4 times per step (promote,
     # its contract check, the progress fallback, plugins), it is a handful of ops each time otherwise.
     _open_memo: tuple | None = attrs.field(default=None, init=False, repr=False)
 
     @classmethod
-    def start_block(cls, *, block_index: int, start: int, rows: torch.Tensor, length: int, mask_id: int,
-                    vocab_size: int, config: DecodeConfig, stash: Stash) -> BlockState:
-        """A block whose every position is an active mask position."""
+    def start_block(cls, *, block_index: int, start: int, rows: torch.Tensor, length: int, mask_id: int | None,
+                    vocab_size: int, config: DecodeConfig, stash: Stash, sample_ids: torch.Tensor | None = None,
+                    ids: torch.Tensor | None = None, noise: str = "mask", **extra) -> BlockState:
+        """A block whose every position is an active open position. `ids`: the open positions' inputs
+        (noise tokens on a uniform-state canvas); default the mask id everywhere."""
         b, device = rows.shape[0], rows.device
-        ids = torch.full((b, length), mask_id, dtype=torch.long, device=device)
+        if ids is None:
+            ids = torch.full((b, length), FREE if mask_id is None else mask_id, dtype=torch.long, device=device)
+        false = torch.zeros(b, length, dtype=torch.bool, device=device)
         return cls(
-            block_index=block_index, start=start, rows=rows, ids=ids,
+            block_index=block_index, start=start, rows=rows,
+            sample_ids=rows.clone() if sample_ids is None else sample_ids, ids=ids,
             is_mask=torch.ones(b, length, dtype=torch.bool, device=device),
             active=torch.ones(b, length, dtype=torch.bool, device=device),
             top=ids.clone(), conf=torch.zeros(b, length, dtype=torch.float32, device=device),
-            promoted=torch.zeros(b, length, dtype=torch.bool, device=device),
+            revoked=false, promoted=false, fallback=false,
+            waived=torch.zeros(b, dtype=torch.bool, device=device),
             converged=torch.zeros(b, dtype=torch.bool, device=device),
             finishing=torch.zeros(b, dtype=torch.bool, device=device),
             done=torch.zeros(b, dtype=torch.bool, device=device),
             steps=torch.zeros(b, dtype=torch.long, device=device),
-            config=config, mask_id=mask_id, vocab_size=vocab_size, stash=stash,
+            config=config, noise=noise, mask_id=mask_id, vocab_size=vocab_size, stash=stash, **extra,
         )
 
     @property
@@ -186,14 +263,50 @@ class BlockState:
         return ~self.done
 
     @property
+    def uniform(self) -> bool:
+        """True on a uniform-state canvas (open positions hold random tokens, no mask embedding)."""
+        return self.noise == "uniform"
+
+    @property
+    def probs(self) -> torch.Tensor:
+        if self._probs is None:
+            raise AttributeError("state.probs is not computed for this decode: a plugin that reads the full "
+                                 "distribution sets the class attribute `needs_probs = True`")
+        return self._probs
+
+    @probs.setter
+    def probs(self, value: torch.Tensor | None) -> None:
+        self._probs = value
+
+    @property
+    def logits(self) -> torch.Tensor:
+        if self._logits is None:
+            raise AttributeError("state.logits is not kept for this decode: a plugin that reads them sets the "
+                                 "class attribute `needs_logits = True`")
+        return self._logits
+
+    @logits.setter
+    def logits(self, value: torch.Tensor | None) -> None:
+        self._logits = value
+
+    @property
+    def has_probs(self) -> bool:
+        return self._probs is not None
+
+    @property
     def open_masks(self) -> torch.Tensor:
-        """(B, L) bool, active mask positions of rows still running (what `promote` may return)."""
+        """(B, L) bool, active open positions of rows still running (what `promote` may return)."""
         # The loop replaces these tensors rather than writing into them; `_version` also catches a write.
         key = tuple((t, t._version) for t in (self.is_mask, self.active, self.done))
         memo = self._open_memo
         if memo is None or any(a is not b or va != vb for (a, va), (b, vb) in zip(memo[0], key)):
             memo = self._open_memo = (key, self.is_mask & self.active & ~self.done[:, None])
         return memo[1]
+
+    @property
+    def token_positions(self) -> torch.Tensor:
+        """(B, L) bool, active token positions of rows still running (what `revoke` may return)."""
+        return ~self.is_mask & self.active & ~self.done[:, None]
 
 
 @attrs.frozen(kw_only=True)
@@ -211,6 +324,10 @@ class RowResult:
         seconds: wall time from the start of `generate` until this row stopped.
         block_steps: forwards spent on each decoded block.
         prompt_len: length of the prompt.
+        sample_id: the sample's stable id (`generate(..., sample_ids=)`).
+        extras: per-sample values observers add (JSON data; `on_generation_end` writes
+            `results[i].extras["name"] = value`); `evaluate` stores them with the sample. The core adds
+            `unfilled` (positions left with the mask id) when a strategy leaves any.
     """
 
     ids: list[int]
@@ -220,6 +337,8 @@ class RowResult:
     block_steps: list[int]
     prompt_len: int
     nfe_total: int = 0
+    sample_id: int = 0
+    extras: dict = attrs.field(factory=dict, eq=False)
 
     @property
     def tpf(self) -> float:

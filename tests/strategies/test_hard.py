@@ -79,7 +79,9 @@ def test_token_positions_are_revised_and_fed_as_hard_embeddings():
 
 
 def test_providers():
-    assert set(decision_providers(make_manager("hard")).values()) == {"hard"}
+    providers = decision_providers(make_manager("hard"))
+    assert {providers[h] for h in ("embed_state", "promote", "converge", "commit")} == {"hard"}
+    assert {providers[h] for h in ("fill_block", "process_logits", "revoke")} == {"core-defaults"}
 
 
 # -- the vectorised rules against per-row Python references, on random states ------------------------------
