@@ -114,13 +114,15 @@ def elbo(model, context: Sequence[int], continuation: Sequence[int], *, samples:
         # Block-causal: positions after the span are invisible to it, so the canvas ends at the span.
         row = full[: p + hi]
         target = row[p + lo:].to(device)  # (length,)
+        # All M draws first, so the value does not depend on how many samples share a forward.
+        counts = torch.randint(1, length + 1, (samples,), generator=gen)  # l ~ U{1..L}, (M,)
+        # l random positions per sample: the positions whose rank in a random permutation is below l.
+        ranks = torch.rand(samples, length, generator=gen).argsort(-1).argsort(-1)  # (M, L)
+        all_masked = ranks < counts[:, None]  # (M, L) bool, exactly l per row
         span_sum = 0.0
         for start in range(0, samples, batch_size):
-            b = min(batch_size, samples - start)
-            count = torch.randint(1, length + 1, (b,), generator=gen)  # l ~ U{1..L}, (b,)
-            # l random positions: the l smallest of b independent random permutations' ranks.
-            ranks = torch.rand(b, length, generator=gen).argsort(-1).argsort(-1)  # (b, L) a permutation per row
-            masked = ranks < count[:, None]  # (b, L) bool, exactly l per row
+            masked, count = all_masked[start:start + batch_size], counts[start:start + batch_size]  # (b, L), (b,)
+            b = masked.shape[0]
             ids = row.expand(b, -1).clone()
             ids[:, p + lo:].masked_fill_(masked, model.mask_id)  # a view: masks the span in place
             logp = _logprobs(model, ids.to(device), p, block_size)[:, lo:]  # (b, L, V)

@@ -1,0 +1,198 @@
+"""`--model workbench` inside the real lm-evaluation-harness, offline, on the shipped models.
+
+Skipped without lm-eval (`pip install -e .[lm-eval]`; .ci/run installs it). The lm-eval tasks are local
+folders written by `workbench.harness.local_tasks` from the `choice` held-out set (JSONL + YAML,
+`--include_path`), so nothing is downloaded. No fakes, except the uniform-state error test, which marks a
+shipped masked model as `noise: uniform` (no uniform-state model ships yet).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import site
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Before lm-eval imports `datasets`: no hub access, and its cache in a scratch folder, not in ~/.cache.
+os.environ["HF_DATASETS_OFFLINE"] = os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="workbench-lm-eval-datasets-"))
+lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is an optional extra: pip install -e .[lm-eval]")
+
+from lm_eval.api.instance import Instance  # noqa: E402
+from lm_eval.tasks import TaskManager  # noqa: E402
+
+from workbench.cli import main as cli  # noqa: E402
+from workbench.harness.generation import cut_at_stop  # noqa: E402
+from workbench.harness.likelihood import LikelihoodUndefinedError, elbo  # noqa: E402
+from workbench.harness.lm_eval_model import WorkbenchLM  # noqa: E402
+from workbench.harness.local_tasks import write_tasks  # noqa: E402
+from workbench.models.tokenizer import encode  # noqa: E402
+from workbench.registry import hookimpl  # noqa: E402
+from workbench.store import ResultsStore  # noqa: E402
+
+N = 96  # held-out `choice` examples in the task folder: the shipped models decode them in about a second
+
+
+@pytest.fixture(scope="module")
+def tasks(tmp_path_factory) -> Path:
+    return write_tasks(tmp_path_factory.mktemp("lm-tasks"), "choice", N)
+
+
+@pytest.fixture(scope="module")
+def manager(tasks) -> TaskManager:
+    # Only the local folder: indexing lm-eval's thousands of built-in task files takes ~10 s each time.
+    return TaskManager(include_path=str(tasks), include_defaults=False)
+
+
+def lm_evaluate(lm, names, manager, **kwargs) -> dict:
+    return lm_eval.simple_evaluate(model=lm, tasks=list(names), task_manager=manager, **kwargs)
+
+
+def workbench_run(capsys, *args) -> dict:
+    assert cli(["run", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def stored(store: Path, task: str) -> list:
+    """The samples of the one run of `task` in the store."""
+    with ResultsStore(store) as s:
+        keys = [r.key for r in s.runs() if r.config["task"] == task]
+        assert len(keys) == 1, f"runs of {task}: {len(keys)}"
+        return s.samples(keys[0])
+
+
+@pytest.mark.parametrize("strategy, tau", [("threshold", 0.5), ("spd", 0.5)])
+def test_same_accuracy_as_workbench_run(manager, tmp_path, capsys, strategy, tau):
+    store = tmp_path / "results.db"
+    expected = workbench_run(capsys, "--strategy", strategy, "--trainer", "oput", "--tau", str(tau),
+                             "--limit", str(N), "--store", str(store))
+    lm = WorkbenchLM(trainer="oput", strategy=strategy, tau=tau, batch_size=64, store=str(store), check="choice")
+    results = lm_evaluate(lm, ["workbench_choice_gen"], manager)["results"]["workbench_choice_gen"]
+    assert results["acc,none"] == pytest.approx(expected["accuracy"])
+    # Sample by sample: the same prompts decoded to the same text with the same forwards, and the store's
+    # own check agrees with lm-eval's score.
+    ours, theirs = stored(store, "lm-eval:workbench_choice_gen"), stored(store, "choice")
+    assert sorted((s.prompt, s.output, s.nfe, s.correct) for s in ours) == \
+        sorted((s.prompt, s.output, s.nfe, s.correct) for s in theirs)
+    assert all(s.extras["checked"] for s in ours)
+
+
+class StopAfter:
+    """Observer plugin: counts the rows decoded; raises KeyboardInterrupt at the end of the n-th generate call."""
+
+    def __init__(self, calls: int | None = None):
+        self.calls, self.rows = calls, 0
+
+    @hookimpl
+    def on_generation_end(self, results):
+        self.rows += len(results)
+        if self.calls is not None:
+            self.calls -= 1
+            if self.calls == 0:
+                raise KeyboardInterrupt
+
+
+def test_interrupted_run_reuses_the_finished_samples(manager, tmp_path):
+    store = tmp_path / "results.db"
+    lm = WorkbenchLM(trainer="oput", strategy="spd", tau=0.5, batch_size=16, store=str(store))
+    stop = StopAfter(calls=3)  # observers are not part of the run's key: the same run either way
+    lm.setup.manager.register(stop, name="interrupt")
+    with pytest.raises(KeyboardInterrupt):
+        lm_evaluate(lm, ["workbench_choice_gen"], manager)
+    first = {s.index: s for s in stored(store, "lm-eval:workbench_choice_gen")}
+    assert len(first) == 32  # two batches finished and stored, the third interrupted
+    lm.setup.manager.unregister(name="interrupt")
+    count = StopAfter()
+    lm.setup.manager.register(count, name="count")
+    resumed = lm_evaluate(lm, ["workbench_choice_gen"], manager)["results"]["workbench_choice_gen"]["acc,none"]
+    assert count.rows == N - 32  # only the missing samples were decoded
+    after = {s.index: s for s in stored(store, "lm-eval:workbench_choice_gen")}
+    assert len(after) == N and all(after[i] == s for i, s in first.items())  # the finished ones untouched
+    fresh = WorkbenchLM(trainer="oput", strategy="spd", tau=0.5, batch_size=16, store=str(tmp_path / "fresh.db"))
+    assert resumed == lm_evaluate(fresh, ["workbench_choice_gen"], manager)["results"]["workbench_choice_gen"]["acc,none"]
+
+
+def test_multiple_choice_by_elbo_picks_the_right_answer(manager, tmp_path):
+    lm = WorkbenchLM(trainer="base", mc_samples=8, store=str(tmp_path / "r.db"))
+    results = lm_evaluate(lm, ["workbench_choice_mc"], manager, limit=48)["results"]["workbench_choice_mc"]
+    assert results["acc,none"] >= 0.9  # 4 choices: chance is 0.25
+    assert not (tmp_path / "r.db").exists() or not stored_runs(tmp_path / "r.db")  # ELBO decodes nothing
+
+
+def stored_runs(path: Path) -> list:
+    with ResultsStore(path) as s:
+        return s.runs()
+
+
+def test_stop_strings_cut_the_answer_like_lm_evals_hf_model(tmp_path):
+    from lm_eval.models.utils import postprocess_generated_text
+
+    for text, until in [("1234567", ["5", "3"]), ("abcabc", ["c"]), ("xyz", ["q", ""]), ("a\n\nb", ["\n\n"])]:
+        assert cut_at_stop(text, until) == postprocess_generated_text(text, until, None)
+    store = tmp_path / "r.db"
+    lm = WorkbenchLM(trainer="oput", strategy="threshold", tau=0.95, store=str(store))
+    prompts = ["57466307=", "64039346=", "12345678=", "98765432="]
+    requests = [Instance("generate_until", {}, (p, {"until": ["7"], "max_gen_toks": 16}), idx=0,
+                         metadata=("stops", i, 1)) for i, p in enumerate(prompts)]
+    answers = lm.generate_until(requests)
+    outputs = {s.prompt: s.output for s in stored(store, "lm-eval:stops")}
+    assert answers == [outputs[p].split("7")[0] for p in prompts]
+    assert any("7" in outputs[p] for p in prompts)  # some answer really was cut
+
+
+def test_chat_template_applied_when_the_tokenizer_has_one(manager, tmp_path):
+    store = tmp_path / "r.db"
+    lm = WorkbenchLM(trainer="oput", strategy="threshold", tau=0.95, store=str(store))
+    with pytest.raises(ValueError, match="has no chat template"):
+        lm_evaluate(lm, ["workbench_choice_gen"], manager, limit=2, apply_chat_template=True)
+    lm.tokenizer.chat_template = "{% for m in messages %}[{{ m['content'] }}]{% endfor %}"
+    lm_evaluate(lm, ["workbench_choice_gen"], manager, limit=4, apply_chat_template=True)
+    prompts = [s.prompt for s in stored(store, "lm-eval:workbench_choice_gen")]
+    assert len(prompts) == 4 and all(p.startswith("[") and p.endswith("=]") for p in prompts)
+
+
+def test_rolling_loglikelihood_is_the_elbo_after_the_prefix_token(tmp_path):
+    lm = WorkbenchLM(trainer="base", mc_samples=4, store=str(tmp_path / "r.db"))
+    (value,) = lm.loglikelihood_rolling([Instance("loglikelihood_rolling", {}, ("31827509",), idx=0)])
+    block = lm.setup.block_size if lm.model.block_causal else None
+    assert value == elbo(lm.model, [lm.prefix_token_id], encode(lm.tokenizer, "31827509"), samples=4, block_size=block)
+    assert value < 0
+
+
+def test_likelihood_requests_on_a_uniform_state_model_name_the_model_and_request(manager, tmp_path):
+    lm = WorkbenchLM(trainer="uniform", mc_samples=2, store=str(tmp_path / "r.db"))
+    lm.model.config.noise = "uniform"  # stand-in for a uniform-state model (none ships yet)
+    with pytest.raises(LikelihoodUndefinedError, match=r"'loglikelihood' is undefined for model shipped model 'uniform'"):
+        lm_evaluate(lm, ["workbench_choice_mc"], manager, limit=2)
+    with pytest.raises(LikelihoodUndefinedError, match=r"'loglikelihood_rolling'"):
+        lm.loglikelihood_rolling([Instance("loglikelihood_rolling", {}, ("1234",), idx=0)])
+
+
+def _pth_installed() -> bool:
+    dirs = [*site.getsitepackages(), site.getusersitepackages()]
+    return any((Path(d) / "workbench_lm_eval.pth").is_file() for d in dirs)
+
+
+@pytest.mark.skipif(not _pth_installed(), reason="workbench_lm_eval.pth is not installed in this environment "
+                                                  "(reinstall: pip install -e .[lm-eval])")
+def test_lm_eval_command_line(tasks, tmp_path, capsys):
+    """The real `python -m lm_eval` process (startup file included) gives `workbench run`'s accuracy."""
+    store, out, n = tmp_path / "r.db", tmp_path / "out", 32
+    expected = workbench_run(capsys, "--strategy", "spd", "--trainer", "oput", "--tau", "0.5", "--limit", str(n),
+                             "--store", str(tmp_path / "run.db"))
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "lm_eval", "--model", "workbench", "--model_args",
+         f"trainer=oput,strategy=spd,tau=0.5,store={store}", "--include_path", str(tasks), "--tasks",
+         "workbench_choice_gen", "--limit", str(n), "--batch_size", "64", "--output_path", str(out)],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (results_file,) = out.rglob("results_*.json")
+    results = json.loads(results_file.read_text())["results"]["workbench_choice_gen"]
+    assert results["acc,none"] == pytest.approx(expected["accuracy"])
+    assert len(stored(store, "lm-eval:workbench_choice_gen")) == n
