@@ -8,21 +8,29 @@ Under torchrun the batches a one-process run would decode are dealt out round-ro
 (so each sample is decoded in the same batch, with the same padding and sampling noise, and its
 output is identical); after each round rank 0 gathers the records and stores them. Only rank 0 holds
 the store: the other ranks pass `store=None`.
+
+Before decoding, rank 0 claims the run (`workbench.runlock`), so a second process running the same
+configuration on the same store waits (or, with `wait=False`, hears `RunBusy`) instead of decoding the same
+samples, and every prompt is checked against the model's length limit (`workbench.limits`).
 """
 
 from __future__ import annotations
 
+import sys
+from contextlib import ExitStack
 from typing import Callable, Sequence
 
 import attrs
 
 import workbench
 from workbench.distributed import broadcast, gather_lists, rank_world, round_robin
+from workbench.limits import check_lengths, preview
 from workbench.loop import cut_after_eos, generate
 from workbench.models.tokenizer import decode, encode
 from workbench.registry import decision_providers
 from workbench.state import DecodeConfig
-from workbench.store import ResultsStore, SampleRecord
+from workbench.runlock import RunBusy, RunLocks
+from workbench.store import ResultsStore, SampleRecord, config_key
 
 
 @attrs.frozen(kw_only=True)
@@ -71,7 +79,7 @@ def observer_extras(result) -> dict:
 def evaluate(
     model, tokenizer, task, manager, spec: RunSpec, examples: Sequence, store: ResultsStore | None, *,
     batch_size: int = 64, on_batch: Callable[[int], None] | None = None,
-    sample_extras: Callable[[int], dict] | None = None,
+    sample_extras: Callable[[int], dict] | None = None, wait: bool = True,
 ) -> tuple[str, list[SampleRecord]]:
     """Decode the examples not yet in `store` for this run; returns (run key, all its samples by index).
 
@@ -80,16 +88,40 @@ def evaluate(
     `unrevised_ids` entry (generated ids of a counterfactual decode) is not stored: it becomes the flags
     `fixed` (right now, wrong with those ids) and `broke` (the reverse).
     Under torchrun every rank calls this; ranks other than 0 pass `store=None` and get `(key, [])`.
+    When another process is decoding the same run on the same store, `wait=True` waits for it (saying so
+    on stderr) and `wait=False` raises `RunBusy` on every rank.
     """
+    with ExitStack() as claims:
+        return _evaluate(model, tokenizer, task, manager, spec, examples, store, claims, batch_size=batch_size,
+                         on_batch=on_batch, sample_extras=sample_extras, wait=wait)
+
+
+def _evaluate(model, tokenizer, task, manager, spec, examples, store, claims: ExitStack, *, batch_size, on_batch,
+              sample_extras, wait):
     rank, world = rank_world()
-    key, todo_uids = None, []
+    key, todo_uids, busy = None, [], None
     if store is not None:
-        key = store.ensure_run(spec.config(decision_providers(manager)))
-        done = store.done_samples(key)
-        todo_uids = [ex.uid for ex in examples if ex.uid not in done]
-    key, todo_uids = broadcast((key, todo_uids))  # rank 0's store decides what is left to do
+        config = spec.config(decision_providers(manager))
+        locks = claims.enter_context(RunLocks(store.path))
+        params = "".join(f" {k}={v}" for k, v in sorted(spec.params.items()))
+        label = f"{spec.strategy}{params} on {spec.trainer or spec.model} ({spec.task})"
+        try:  # held until this function returns: the run's samples are then all stored
+            claims.enter_context(locks.claim(config_key(config), wait=wait, what=label,
+                                             on_wait=lambda text: print(text, file=sys.stderr, flush=True)))
+        except RunBusy as err:
+            busy = str(err)
+        if busy is None:
+            key = store.ensure_run(config)
+            done = store.done_samples(key)
+            todo_uids = [ex.uid for ex in examples if ex.uid not in done]
+    key, todo_uids, busy = broadcast((key, todo_uids, busy))  # rank 0's store decides what is left to do
+    if busy is not None:
+        raise RunBusy(busy)
     todo_set = set(todo_uids)
     todo = [ex for ex in examples if ex.uid in todo_set]
+    # Every prompt is checked before the first is decoded, so a too-long sample fails the run at once.
+    check_lengths(model, [encode(tokenizer, ex.prompt) for ex in todo], spec.decode.max_new_tokens,
+                  names=[f"sample {ex.uid} (prompt {preview(ex.prompt)})" for ex in todo])
     batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
     for batch in round_robin(batches, rank, world):
         prompts = [encode(tokenizer, ex.prompt) for ex in batch]

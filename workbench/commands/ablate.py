@@ -18,12 +18,16 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from workbench.commands.common import add_placement_arguments, decode_config, parse_sets, placed_model, task_for
-from workbench.commands.report import DEFAULT_REFERENCE, FORMATS, build_report, print_table, render
+from workbench.commands.common import (
+    add_placement_arguments, add_trust_argument, check_decoding_counts, decode_config, parse_sets, placed_model,
+    task_for,
+)
+from workbench.commands.report import DEFAULT_REFERENCE, FORMATS, build_report, check_reference, print_table, render
 from workbench.distributed import is_main, process_group
 from workbench.evaluate import RunSpec, evaluate
 from workbench.grid import CellResult, expand, parse_list, parse_seeds, parse_taus
 from workbench.models.loading import ModelLoadError, default_model_path
+from workbench.runlock import RunBusy
 from workbench.registry import (
     StrategyParamError, available_strategies, decision_providers, make_manager, strategy_threshold_param,
 )
@@ -42,6 +46,7 @@ def add_arguments(parser) -> None:
     grid.add_argument("--model-dir", default=None, metavar="DIR",
                       help="folder with one model subfolder per trainer, or per trainer one subfolder seed<K> per "
                            "training seed (default: the shipped models)")
+    add_trust_argument(grid)
     dec = parser.add_argument_group("decoding")
     dec.add_argument("--task", default=None, help="task name or jsonl:PATH (default: the first model's training task)")
     dec.add_argument("--limit", type=int, default=None, metavar="N", help=f"first N examples (default {DEFAULT_LIMIT})")
@@ -59,7 +64,7 @@ def add_arguments(parser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print the report as JSON; no progress bar")
     out.add_argument("--format", choices=FORMATS, default="table", help="format of the final grid")
-    out.add_argument("--reference", default=DEFAULT_REFERENCE, metavar="STRATEGY[@TAU]",
+    out.add_argument("--reference", default=None, metavar="STRATEGY[@TAU]",
                      help="reference cell of the significance marks (see `workbench report`)")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -130,10 +135,9 @@ def _main(args) -> int:
     trainers = parse_list(args.trainers, "trainers")
     taus = parse_taus(args.tau)
     seeds = parse_seeds(args.seeds)
-    if args.limit is not None and args.limit <= 0:
-        raise ValueError(f"--limit {args.limit}: give a positive number of examples")
-    if args.batch_size <= 0:
-        raise ValueError(f"--batch-size {args.batch_size}: give a positive number")
+    check_decoding_counts(args)  # --limit, --batch-size, --block-size, --gen-length: before any model loads
+    if args.reference is not None:  # a reference outside the grid would only show after decoding everything
+        check_reference(args.reference, {s: set(taus) for s in strategies})
     per_strategy = strategy_params(strategies, args.set)
     for s in strategies:  # build one manager per strategy now so a bad parameter fails before any model loads
         make_manager(s, params={**per_strategy[s], strategy_threshold_param(s): taus[0]}, plugin_files=args.plugin)
@@ -172,19 +176,29 @@ def _main(args) -> int:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       disable=not show, transient=True) as bar:
             job = bar.add_task("ablate", total=len(jobs) * len(examples), completed=done)
-            for cell, manager, counter, spec in jobs:
-                bar.update(job, description=cell.label)
-                model, tokenizer, _ = models[cell.trainer]
-                key, samples = evaluate(model, tokenizer, task, manager, spec, examples, store,
-                                        batch_size=args.batch_size, on_batch=lambda n: bar.advance(job, n),
-                                        sample_extras=counter.extras)
-                results.append(CellResult(key=key, config=spec.config(decision_providers(manager)),
-                                          samples=tuple(samples)))
+            # A cell another process is decoding (the same ablation started twice on one store) is put off
+            # until the other cells are done, then waited for; its samples are reused, never decoded twice.
+            finished: dict[int, CellResult] = {}
+            for wait in (False, True):
+                for i, (cell, manager, counter, spec) in enumerate(jobs):
+                    if i in finished:
+                        continue
+                    bar.update(job, description=cell.label)
+                    model, tokenizer, _ = models[cell.trainer]
+                    try:
+                        key, samples = evaluate(model, tokenizer, task, manager, spec, examples, store,
+                                                batch_size=args.batch_size, on_batch=lambda n: bar.advance(job, n),
+                                                sample_extras=counter.extras, wait=wait)
+                    except RunBusy:
+                        continue
+                    finished[i] = CellResult(key=key, config=spec.config(decision_providers(manager)),
+                                             samples=tuple(samples))
+            results = [finished[i] for i in range(len(jobs))]
     elapsed = time.perf_counter() - t0
     if not is_main():
         return 0
 
-    report = build_report(results, args.reference)
+    report = build_report(results, args.reference or DEFAULT_REFERENCE)
     fmt = "json" if args.json else args.format
     text = render(report, fmt)
     if text is not None:

@@ -14,7 +14,8 @@ from contextlib import nullcontext
 
 from plugins.tracer import RevisionCounter
 from workbench.commands.common import (
-    add_decoding_arguments, add_model_arguments, decode_config, placed_model, resolve_model, strategy_params, task_for,
+    add_decoding_arguments, add_model_arguments, check_decoding_counts, decode_config, placed_model, resolve_model,
+    strategy_params, task_for,
 )
 from workbench.distributed import is_main, process_group
 from workbench.evaluate import RunSpec, evaluate
@@ -38,8 +39,7 @@ def add_arguments(parser) -> None:
 
 def prepare(args):
     """(model, tokenizer, task, examples, manager, spec, revision counter) for the parsed arguments."""
-    if args.limit is not None and args.limit <= 0:
-        raise ValueError(f"--limit {args.limit}: give a positive number of examples")
+    check_decoding_counts(args)  # before any model loads
     params = strategy_params(args)
     revisions = RevisionCounter()
     manager = make_manager(args.strategy, params=params, plugin_files=args.plugin, extra_plugins=[revisions])

@@ -16,8 +16,10 @@ import sys
 from pathlib import Path
 
 from workbench.commands.common import (
-    add_model_arguments, add_placement_arguments, decode_config, placed_model, resolve_model, strategy_params, task_for,
+    add_model_arguments, add_placement_arguments, check_decoding_counts, decode_config, placed_model, resolve_model,
+    strategy_params, task_for,
 )
+from workbench.limits import check_lengths, preview
 from workbench.loop import generate
 from workbench.models.tokenizer import decode, encode
 from workbench.plots import plot_trace_heatmap
@@ -207,6 +209,7 @@ def main(args) -> int:
 
     if args.sample < 0:
         raise ValueError(f"--sample {args.sample}: give the index of an evaluation example (>= 0)")
+    check_decoding_counts(args)
     if args.png and Path(args.png).suffix.lower() not in (".png", ".svg"):
         raise ValueError(f"--png {args.png}: the heatmap is written as .png or .svg")
     params = strategy_params(args)
@@ -217,7 +220,10 @@ def main(args) -> int:
     task_name, task = task_for(args, model_path)
     example = task.eval_split(args.sample + 1)[args.sample]
     config = decode_config(args, model, task)
-    result = generate(model, [encode(tokenizer, example.prompt)], manager, config)[0]
+    prompt = encode(tokenizer, example.prompt)
+    check_lengths(model, [prompt], config.max_new_tokens,
+                  names=[f"sample {args.sample} (prompt {preview(example.prompt)})"])
+    result = generate(model, [prompt], manager, config)[0]
     blocks = tracer.rows[0]
     output = decode(tokenizer, result.ids)
     meta = {"strategy": args.strategy, "sample": args.sample, "model": trainer or model_path, "task": task_name,
