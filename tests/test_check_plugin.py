@@ -171,3 +171,44 @@ def test_console_entry_exit_code(tmp_path):
                            "--strategies", "spd"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
     assert "FAIL contract x spd" in " ".join(done.stdout.split())
+
+
+def test_a_hook_without_hookimpl_is_warned_about(tmp_path, capsys):
+    path = write_plugin(tmp_path, "half", """
+        class Half:
+            @hookimpl
+            def promote(self, state):
+                return state.open_masks
+
+            def converge(self, state):  # forgot @hookimpl: pluggy would ignore it silently
+                return state.done | True
+        """)
+    assert main(["check-plugin", str(path), "--examples", "2", "--strategies", "threshold"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Half defines converge() without @hookimpl" in out
+
+
+def test_misspelt_hook_unmarked_class_and_directory_say_what_is_wrong(tmp_path):
+    from workbench.registry import PluginLoadError, load_plugin_file
+
+    typo = write_plugin(tmp_path, "typo", """
+        class Typo:
+            @hookimpl
+            def promot(self, state):
+                return state.open_masks
+        """)
+    with pytest.raises(PluginLoadError, match=r"Typo.promot is marked @hookimpl but no hook is called 'promot'; "
+                                              r"did you mean 'promote'\?"):
+        load_plugin_file(typo)
+    bare = write_plugin(tmp_path, "bare", """
+        class Bare:
+            def promote(self, state):
+                return state.open_masks
+        """)
+    with pytest.raises(PluginLoadError, match=r"Bare.promote look like hooks but lack @hookimpl"):
+        load_plugin_file(bare)
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "pkg.py").write_text("")
+    with pytest.raises(PluginLoadError, match=r"is a directory: give the plugin's .py file \(the package's plugin "
+                                              r"is .*pkg.py'\)"):
+        load_plugin_file(tmp_path / "pkg")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench.contract import PluginContractError
+from workbench.contract import PluginContractError, PluginRuntimeError
 from workbench.loop import generate
 from workbench.properties import MASK_ID, ScriptedDenoiser
-from workbench.registry import hookimpl, make_manager
-from workbench.state import DecodeConfig
+from workbench.registry import decision_providers, format_providers, hookimpl, make_manager
+from workbench.state import DecodeConfig, Promotion, StashKey
 
 CONFIG = DecodeConfig(block_size=4, max_new_tokens=8)
 
@@ -155,3 +155,153 @@ def test_builtin_strategies_keep_the_contract():
     model = ScriptedDenoiser(16, seed=4)
     for name in ("threshold", "hierarchical", "hard", "spd"):
         generate(model, [[5, 6], [7], [8, 9, 10]], make_manager(name), CONFIG)
+
+
+# -- the hooks added with revocation and token choice ------------------------------------------------------
+
+
+class RevokesOpen:
+    """Revokes open positions too (they are not tokens)."""
+
+    @hookimpl
+    def revoke(self, state):
+        return torch.ones_like(state.is_mask)
+
+
+class PromotesTheMaskToken:
+    @hookimpl
+    def promote(self, state):
+        return Promotion(positions=state.open_masks, tokens=torch.full_like(state.ids, MASK_ID))
+
+
+class FillsWithFloats:
+    @hookimpl
+    def fill_block(self, state):
+        return torch.zeros(state.batch_size, state.length)
+
+
+class LogitsOfAnotherShape:
+    @hookimpl
+    def process_logits(self, state, logits):
+        return logits[:, :1]
+
+
+def test_revoke_of_an_open_position():
+    err = expect(RevokesOpen(), "revoke", "revoke only active token positions")
+    assert "token_positions" in str(err)
+
+
+def test_promote_tokens_are_checked():
+    expect(PromotesTheMaskToken(), "promote", "no mask id promoted")
+
+
+def test_fill_block_and_process_logits_are_checked():
+    expect(FillsWithFloats(), "fill_block", "dtype")
+    expect(LogitsOfAnotherShape(), "process_logits", "shape")
+
+
+# -- errors that name the plugin (issue 15, items 13-16) ---------------------------------------------------
+
+
+def test_an_exception_inside_a_plugin_names_plugin_hook_and_line():
+    class Raises:
+        @hookimpl
+        def converge(self, state):
+            raise ValueError("my rule has a bug")
+
+    with pytest.raises(PluginRuntimeError) as info:
+        run_with(Raises())
+    err = info.value
+    assert (err.plugin, err.hook) == ("Raises", "converge")
+    assert "test_contract.py:" in err.where and "my rule has a bug" in str(err)
+    assert isinstance(err.__cause__, ValueError) and "raise ValueError" in err.traceback_text()
+
+
+def test_an_observer_exception_names_the_observer():
+    class Watches:
+        @hookimpl
+        def on_block_end(self, state, committed):
+            {}["missing"]
+
+    with pytest.raises(PluginRuntimeError, match=r"plugin 'Watches' raised KeyError in hook 'on_block_end'"):
+        run_with(Watches())
+
+
+def test_a_wrapper_that_changes_a_decision_is_named():
+    class Nan:
+        """Replaces SPD's embeddings with NaN on the way out."""
+
+        @hookimpl(wrapper=True)
+        def embed_state(self, state, model):
+            result = yield
+            return result * float("nan")
+
+    pm = make_manager("spd", extra_plugins=[Nan()])
+    assert decision_providers(pm)["embed_state"] == "spd [wrapped by Nan]"
+    assert "embed_state=spd [wrapped by Nan]" in format_providers(pm)
+    with pytest.raises(PluginContractError) as info:
+        generate(ScriptedDenoiser(16, eos_bias=-50.0), [[5]], pm, CONFIG)
+    assert info.value.plugin == "spd [result changed by wrapper Nan]" and info.value.rule == "finite"
+
+
+def test_an_old_style_hookwrapper_that_forces_a_result_is_named():
+    class Force:
+        @hookimpl(hookwrapper=True)
+        def promote(self, state):
+            outcome = yield
+            outcome.force_result(torch.ones_like(state.is_mask))  # promotes token positions too
+
+    with pytest.raises(PluginContractError) as info:
+        run_with(Force())
+    assert info.value.plugin == "spd [result changed by wrapper Force]"
+
+
+def test_a_wrapper_that_only_observes_keeps_the_answer_and_the_tokens():
+    class Timing:
+        @hookimpl(wrapper=True)
+        def promote(self, state):
+            return (yield)
+
+    model = ScriptedDenoiser(16, eos_bias=-50.0)
+    plain = generate(model, [[5, 6], [7]], make_manager("spd"), CONFIG)
+    timed = generate(model, [[5, 6], [7]], make_manager("spd", extra_plugins=[Timing()]), CONFIG)
+    assert [r.ids for r in plain] == [r.ids for r in timed]
+
+
+@pytest.mark.parametrize("field,how", [("conf", "write"), ("is_mask", "replace"), ("ids", "write")])
+def test_a_plugin_that_writes_core_state_is_named(field, how):
+    class Meddles:
+        @hookimpl
+        def on_step_end(self, state):
+            if how == "write":
+                getattr(state, field).zero_()
+            else:
+                setattr(state, field, getattr(state, field).clone())
+
+    with pytest.raises(PluginContractError) as info:
+        run_with(Meddles())
+    err = info.value
+    assert (err.plugin, err.hook, err.rule) == ("Meddles", "on_step_end", "plugins write only their stash")
+    assert f"state.{field}" in str(err) and "stash" in str(err)
+
+
+def test_writing_the_stash_is_allowed():
+    key = StashKey[int]()
+
+    class Counts:
+        @hookimpl
+        def on_step_end(self, state):
+            state.stash[key] = state.stash.get(key, 0) + 1
+
+    run_with(Counts())
+
+
+def test_huge_but_finite_embeddings_are_not_called_nan():
+    class Huge:
+        @hookimpl
+        def embed_state(self, state, model):
+            return torch.full((state.batch_size, state.length, model.embedding_table().shape[1]), 1e300,
+                              dtype=model.embedding_table().dtype)
+
+    err = expect(Huge(), "embed_state", "sane size")
+    assert "NaN" not in str(err)

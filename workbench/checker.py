@@ -20,10 +20,10 @@ Invariants (rows of the report):
 - oracle: with an oracle model every row reproduces its answer, and every block finishes within
   L + 1 forwards (the cap is raised, so a plugin that never lets a block converge is caught).
 
-Contiguity and monotonicity are properties of a composition: each is decided by one hook (contiguity by
-`promote`, monotonicity by `commit`). When the plugin implements that hook the check runs where the plugin
-claims the property (`claims = ("contiguity",)` class attribute); otherwise it runs where the base strategy
-has it (its own `claims`, else the built-in table `BUILTIN_CLAIMS`).
+Contiguity and monotonicity are properties of a composition: each is decided by a few hooks (contiguity by
+`promote` and `revoke`, monotonicity by `commit` and `revoke`). When the plugin implements one of them the
+check runs where the plugin claims the property (`claims = ("contiguity",)` class attribute); otherwise it
+runs where the base strategy has it (its own `claims`, else the built-in table `BUILTIN_CLAIMS`).
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ BUILTIN_CLAIMS: dict[str, tuple[str, ...]] = {
     "threshold": ("monotonicity",), "hierarchical": ("monotonicity",),
     "hard": ("contiguity",), "spd": ("contiguity",),
 }
-DECIDING_HOOK = {"contiguity": "promote", "monotonicity": "commit"}
+# The hooks whose answers decide a claimable invariant: a plugin implementing any of them must claim it.
+DECIDING_HOOKS = {"contiguity": ("promote", "revoke"), "monotonicity": ("commit", "revoke")}
 
 PASS, FAIL, NA, BLOCKED = "pass", "FAIL", "n/a", "blocked"
 
@@ -243,6 +244,7 @@ class Report:
     cells: tuple[Cell, ...]
     providers: dict[str, dict[str, str]]  # strategy -> decision hook -> plugin that answers it
     examples: int
+    warnings: tuple[str, ...] = ()  # e.g. hook-named methods without @hookimpl, which nothing calls
 
     @property
     def ok(self) -> bool:
@@ -260,7 +262,8 @@ class Report:
 
     def to_dict(self) -> dict:
         return {"target": self.target, "ok": self.ok, "examples": self.examples, "strategies": list(self.strategies),
-                "providers": self.providers, "cells": [attrs.asdict(c) for c in self.cells]}
+                "providers": self.providers, "cells": [attrs.asdict(c) for c in self.cells],
+                "warnings": list(self.warnings)}
 
     def text(self) -> str:
         """Plain-text report (for assertion messages)."""
@@ -297,12 +300,13 @@ def applies(invariant: str, strategy: str, plugins: Sequence[tuple[str, object]]
     """Whether a claimable invariant is checked for this composition, and why (see module docstring)."""
     if invariant not in CLAIMABLE:
         return True, "always"
-    hook = DECIDING_HOOK[invariant]
-    deciders = [p for _, p in plugins if hook in implemented_hooks(p)]
+    hooks = DECIDING_HOOKS[invariant]
+    deciders = [(p, h) for _, p in plugins for h in hooks if h in implemented_hooks(p)]
     if deciders:
-        decider = deciders[-1]  # the last registered answers first
+        decider, hook = deciders[-1]  # the last registered answers first
         return invariant in _claims(decider), f"the plugin answers {hook} and " + (
             "claims it" if invariant in _claims(decider) else "does not claim it")
+    hook = hooks[0]
     base = registry._build_strategy(strategy, registry._load_strategy_module(strategy), {})
     base_claims = _claims(base) if hasattr(base, "claims") else BUILTIN_CLAIMS.get(strategy, ())
     return invariant in base_claims, f"{strategy} answers {hook}" + (
@@ -407,8 +411,15 @@ def load_target(target: str | Path) -> list[tuple[str, object]]:
 
 
 def check_target(target: str | Path, **kwargs) -> Report:
-    """`check` on a plugin file or installed strategy name (what `workbench check-plugin` runs)."""
-    return check(load_target(target), target=str(target), **kwargs)
+    """`check` on a plugin file or installed strategy name (what `workbench check-plugin` runs); warnings
+    raised while loading it (a hook-named method without @hookimpl...) are kept in `Report.warnings`."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plugins = load_target(target)
+    report = check(plugins, target=str(target), **kwargs)
+    return attrs.evolve(report, warnings=tuple(str(w.message) for w in caught))
 
 
 # -- hand-made states for unit tests of a rule -----------------------------------------------------------

@@ -66,6 +66,10 @@ class PluginLoadError(PluginError):
     pass
 
 
+class UnmarkedHookWarning(UserWarning):
+    """A plugin method named like a hook lacks @hookimpl (pluggy ignores it)."""
+
+
 def unit_interval(instance, attribute, value) -> None:
     """attrs validator: a probability threshold in [0, 1]; the error names the class and the parameter."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
@@ -183,6 +187,10 @@ def load_plugin_file(path: str | Path) -> list[tuple[str, object]]:
     arguments), else the module itself when it has `@hookimpl` functions.
     """
     path = Path(path)
+    if path.is_dir():
+        inner = path / f"{path.name}.py"
+        hint = f" (the package's plugin is {str(inner)!r})" if inner.is_file() else ""
+        raise PluginLoadError(f"plugin file {str(path)!r} is a directory: give the plugin's .py file{hint}")
     if not path.is_file():
         raise PluginLoadError(f"plugin file {str(path)!r} does not exist")
     mod_name = f"workbench_plugin_{path.stem}_{abs(hash(str(path.resolve()))):x}"
@@ -197,6 +205,9 @@ def load_plugin_file(path: str | Path) -> list[tuple[str, object]]:
         del sys.modules[mod_name]
         raise PluginLoadError(f"plugin file {str(path)!r} failed to import: {type(err).__name__}: {err}") from err
     stem = path.stem
+    own_classes = [obj for obj in vars(module).values() if inspect.isclass(obj) and obj.__module__ == mod_name]
+    for cls in own_classes:
+        _check_plugin_class(path, cls)
     if hasattr(module, "PLUGINS"):
         return [(f"{stem}.{type(p).__name__}", p) for p in module.PLUGINS]
     if hasattr(module, "PLUGIN"):
@@ -213,7 +224,9 @@ def load_plugin_file(path: str | Path) -> list[tuple[str, object]]:
                                   f"parameters ({err}); give every field a default or export PLUGIN = ...") from err
     if implemented_hooks(module):
         return [(stem, module)]
-    raise PluginLoadError(f"plugin file {str(path)!r} defines no plugin: add a class with @hookimpl methods "
+    unmarked = [f"{cls.__name__}.{h}" for cls in own_classes for h in unmarked_hooks(cls)]
+    hint = (f"; {', '.join(unmarked)} look like hooks but lack @hookimpl" if unmarked else "")
+    raise PluginLoadError(f"plugin file {str(path)!r} defines no plugin{hint}: add a class with @hookimpl methods "
                           f"(from workbench.registry import hookimpl), or export PLUGIN = <object>")
 
 

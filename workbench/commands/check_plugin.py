@@ -49,6 +49,8 @@ def main(args) -> int:
         cells = [report.cell(inv.name, s) for s in report.strategies]
         table.add_row(inv.name, *[f"[{STYLE[c.status]}]{c.status}[/]" for c in cells])
     console.print(table)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     for inv in INVARIANTS:
         console.print(f"[dim]{inv.name}: {inv.summary}[/]", highlight=False)
     for strategy, providers in report.providers.items():
