@@ -15,7 +15,7 @@ from workbench.cli import main as cli
 from workbench.models.native import build_random_model
 from workbench.models.tokenizer import build_char_tokenizer
 from workbench.tasks import load_task
-from workbench.train import PRESETS, TrainConfig, train
+from workbench.train import PRESETS, TrainConfig, TrainOutputError, train
 
 BLOCK = 8
 
@@ -105,7 +105,7 @@ def test_resume_refuses_a_checkpoint_of_another_configuration(tmp_path):
     cfg = TrainConfig(trainer="mdlm", **{**PRESETS["micro"], "steps": 4, "eval_limit": 0})
     train(cfg, tmp_path / "m", progress=False, stop_after=2)
     other = TrainConfig(trainer="mdlm", **{**PRESETS["micro"], "steps": 4, "eval_limit": 0, "lr": 1e-2})
-    with pytest.raises(SystemExit, match="another configuration"):
+    with pytest.raises(TrainOutputError, match="another configuration"):
         train(other, tmp_path / "m", progress=False)
 
 

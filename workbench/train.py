@@ -10,6 +10,11 @@ corrupts the global batch), then trains on its slice of rows. Each copy's loss i
 *global* normaliser and scaled by N, so DDP's gradient average is the one-process gradient and a run
 matches the one-process run up to float rounding. The checkpoint holds model, optimizer, generator and
 step; the data position is step x batch_size, so a run resumes with another N (or `accumulate`).
+
+The output folder is the run's: a non-empty `out` is written only when it holds a checkpoint of the same
+configuration (resume) or with `overwrite=True`, and the checkpoint is read with `torch.load(weights_only=
+True)`, which builds tensors and plain data only, so a checkpoint from someone else cannot run code. `init`
+must be a local native model folder (nothing is downloaded; remote-code folders need `trust_remote_code`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,11 @@ from workbench.models.tokenizer import build_char_tokenizer, load_tokenizer
 from workbench.tasks import load_task
 
 CHECKPOINT = "checkpoint.pt"
+_CHECKPOINT_KEYS = {"model", "optimizer", "generator", "step", "history", "config"}
+
+
+class TrainOutputError(ValueError):
+    """`out` or `init` cannot be used for this run; the message says why and what to do."""
 
 
 @attrs.frozen(kw_only=True)
@@ -106,7 +116,11 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 def build_model(cfg: TrainConfig, init: str | None, vocab_size: int) -> NativeDenoiser:
     if init:
-        return NativeDenoiser.from_pretrained(init)
+        try:
+            return NativeDenoiser.from_pretrained(init, local_files_only=True)
+        except Exception as err:  # safetensors/transformers raise many types for a damaged file
+            raise TrainOutputError(f"--init {init}: cannot load its weights ({type(err).__name__}: {err}); the "
+                                   f"checkpoint is damaged, copy or train it again") from None
     torch.manual_seed(cfg.seed)
     return NativeDenoiser(
         NativeDenoiserConfig(
@@ -116,15 +130,81 @@ def build_model(cfg: TrainConfig, init: str | None, vocab_size: int) -> NativeDe
     )
 
 
+def check_init(init: str | Path, *, trust_remote_code: bool = False) -> None:
+    """TrainOutputError / ModelLoadError unless `init` is a local folder holding a native model."""
+    from workbench.models.loading import read_model_config
+
+    model_type = read_model_config(init, trust_remote_code=trust_remote_code).get("model_type")
+    if model_type != NativeDenoiserConfig.model_type:
+        raise TrainOutputError(f"--init {init} is a {model_type or 'untyped'} checkpoint; workbench train "
+                               f"post-trains native models (folders written by `workbench train`)")
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The training state in `path`, loaded with weights_only=True: tensors and plain data, never code."""
+    import pickle
+
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0][:160]
+        raise TrainOutputError(f"{path} holds more than tensors and plain data, so it was not loaded (it could "
+                               f"run code: {first}); delete it to start over, or train into a new --out") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise TrainOutputError(f"{path} is damaged ({type(err).__name__}: {err}); delete it to start over, or "
+                               f"train into a new --out") from None
+    if not isinstance(state, dict) or not _CHECKPOINT_KEYS <= state.keys():
+        raise TrainOutputError(f"{path} is not a workbench training checkpoint; delete it or train into a new --out")
+    return state
+
+
+def resume_state(cfg: TrainConfig, out: Path, *, overwrite: bool = False) -> dict | None:
+    """The checkpoint to resume from in `out`, or None to start afresh; TrainOutputError when `out` is not
+    this run's folder (a file, a non-empty folder without a checkpoint, another configuration's checkpoint)
+    and `overwrite` is false."""
+    if out.exists() and not out.is_dir():
+        raise TrainOutputError(f"--out {out} is a file; give a folder (a new one, or the folder of this "
+                               f"training run to resume it)")
+    ckpt = out / CHECKPOINT
+    if ckpt.is_file():
+        try:
+            state = read_checkpoint(ckpt)
+        except TrainOutputError:
+            if overwrite:
+                return None  # start over; the first save replaces it
+            raise
+        if _resumable(state["config"], cfg):
+            return state
+        if overwrite:
+            return None
+        defaults = {f.name: f.default for f in attrs.fields(TrainConfig)}
+        differ = [k for k, v in attrs.asdict(cfg).items()
+                  if k not in EXECUTION_FIELDS and {**defaults, **state["config"]}.get(k) != v]
+        raise TrainOutputError(f"{ckpt} was written by a run with another configuration ({', '.join(differ)} "
+                               f"differ); use a new --out, or --overwrite to start this run over there")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        names = sorted(p.name for p in out.iterdir())
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        raise TrainOutputError(f"--out {out} is not empty ({shown}) and holds no checkpoint of a training run; "
+                               f"train into a new folder, or pass --overwrite to write the model into it "
+                               f"(files of the same names are replaced)")
+    return None
+
+
 @torch.enable_grad()  # callers (CLI commands, tests) may have turned autograd off
 def train(cfg: TrainConfig, out: str | Path, *, init: str | None = None, progress: bool = True,
-          command: str | None = None, stop_after: int | None = None) -> Path:
+          command: str | None = None, stop_after: int | None = None, overwrite: bool = False,
+          trust_remote_code: bool = False) -> Path:
     """Train and save a model folder at `out`; resumes from `out/checkpoint.pt` when present.
 
     `stop_after`: leave after that step with a checkpoint and no model folder (a time-limited job's
-    slice of the run; rerun to continue, with any number of processes).
+    slice of the run; rerun to continue, with any number of processes). `overwrite`: write into a non-empty
+    `out` that is not this run's folder (see `resume_state`). `trust_remote_code`: see `check_init`.
     """
     out = Path(out)
+    if init:
+        check_init(init, trust_remote_code=trust_remote_code)
+    saved = resume_state(cfg, out, overwrite=overwrite)  # before anything is built: a refusal is instant
     rank, world = _dist_info()
     rows = rank_rows(cfg.batch_size, world, rank, cfg.accumulate)  # refuses a batch it cannot split evenly
     device = local_device()
@@ -145,15 +225,11 @@ def train(cfg: TrainConfig, out: str | Path, *, init: str | None = None, progres
     ckpt_path = out / CHECKPOINT
     # One generator, seeded alike on every rank: all ranks draw the global batch's noise in lockstep.
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000)
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False, map_location="cpu")
-        if not _resumable(state["config"], cfg):
-            raise SystemExit(
-                f"{ckpt_path} was written by a run with another configuration; use a new --out or delete it"
-            )
-        _load_state(model, optimizer, state, cfg)
-        gen.set_state(state["generator"])
-        start, history = state["step"], state["history"]
+    if saved is not None:
+        _load_state(model, optimizer, saved, cfg)
+        gen.set_state(saved["generator"])
+        start, history = saved["step"], saved["history"]
+        saved = None  # the optimizer holds its own copy now
     stream = _example_stream(cfg, task, skip=start * cfg.batch_size)
     trainable = model
     if world > 1 and not cfg.fsdp:

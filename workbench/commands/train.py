@@ -13,11 +13,14 @@ import sys
 
 import attrs
 
-from workbench.commands.common import parse_sets
+from workbench.commands.common import add_trust_argument, parse_sets
 from workbench.distributed import is_main, process_group
 from workbench.train import PRESETS, TrainConfig, train
 
 HELP = "train or post-train a model (mdlm, uniform, oput)"
+# What Ctrl-C leaves behind (printed by the CLI on KeyboardInterrupt).
+INTERRUPTED = ("interrupted; the last checkpoint (written every --checkpoint-every steps) is kept in --out: "
+               "rerun the same command to resume from it")
 
 
 def add_arguments(parser) -> None:
@@ -25,7 +28,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--task", default=None, help="task to train on (default: the preset's, else choice)")
     parser.add_argument("--init", default=None, metavar="PATH", help="model folder to post-train")
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="a named recipe")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output model folder")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="output model folder: new, empty, or this run's own folder (then it resumes)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a non-empty --out that is not this run's folder (same-named files are "
+                             "replaced; a checkpoint of another configuration is discarded)")
+    add_trust_argument(parser)
     parser.add_argument("--data", default=None, metavar="FILE.jsonl", help="self-distilled training data")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a parameter of the trainer, e.g. --set mask_ratio=0.5 for oput")
@@ -68,7 +76,7 @@ def main(args) -> int:
     with process_group():  # joins torchrun's group when launched by it; nothing otherwise
         command = "workbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         out = train(cfg, args.out, init=args.init, progress=not args.quiet, command=command,
-                    stop_after=args.stop_after)
+                    stop_after=args.stop_after, overwrite=args.overwrite, trust_remote_code=args.trust_remote_code)
         main_rank = is_main()
     if main_rank:
         done = args.stop_after is None or args.stop_after >= cfg.steps
