@@ -20,6 +20,7 @@ import importlib.metadata
 import importlib.util
 import inspect
 import sys
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import ModuleType
@@ -98,8 +99,28 @@ def implemented_hooks(plugin: object) -> tuple[str, ...]:
     return tuple(h for h in ALL_HOOKS if getattr(getattr(plugin, h, None), f"{PROJECT}_impl", None) is not None)
 
 
+class PluginSkippedWarning(UserWarning):
+    """An installed entry-point plugin that fails to import, skipped where it was not asked for."""
+
+
 def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
     return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _distribution(ep: importlib.metadata.EntryPoint) -> str:
+    """`name version` of the distribution that installed an entry point (what `pip uninstall` takes)."""
+    return f"{ep.dist.name} {ep.dist.version}" if ep.dist else "an unknown distribution"
+
+
+def _load_entry_point(name: str, ep: importlib.metadata.EntryPoint) -> Any:
+    """ep.load(); PluginLoadError naming the distribution, the entry point and the import error."""
+    try:
+        return ep.load()
+    except Exception as err:  # any error of the plugin's own import: it is third-party code
+        dist = ep.dist.name if ep.dist else "the distribution"
+        raise PluginLoadError(
+            f"strategy {name!r} (entry point {ep.value!r} of {_distribution(ep)}) fails to import: "
+            f"{type(err).__name__}: {err}; fix that package or remove it (pip uninstall {dist})") from err
 
 
 def _strategy_target(module: ModuleType) -> object:
@@ -123,7 +144,14 @@ def available_strategies() -> list[StrategyInfo]:
         if name in builtin:
             continue  # a builtin name cannot be shadowed
         dist = ep.dist.name if ep.dist else "?"
-        infos.append(_info(name, ep.load(), f"entry point ({dist})", ep.dist.version if ep.dist else "?"))
+        try:
+            module = _load_entry_point(name, ep)
+        except PluginLoadError as err:
+            # One broken package must not take `list`, `report` or `ablate` down with it; asking for this
+            # strategy by name (_load_strategy_module) still fails, with the same message.
+            warnings.warn(f"skipping {err}", PluginSkippedWarning, stacklevel=1)  # one location: said once
+            continue
+        infos.append(_info(name, module, f"entry point ({dist})", ep.dist.version if ep.dist else "?"))
     return infos
 
 
@@ -139,7 +167,7 @@ def _load_strategy_module(name: str) -> ModuleType:
     ep = _entry_points().get(name)
     if ep is None:
         raise UnknownStrategyError(f"unknown strategy {name!r}; valid names: {', '.join(strategy_names())}")
-    loaded = ep.load()
+    loaded = _load_entry_point(name, ep)
     if not isinstance(loaded, ModuleType):
         raise PluginLoadError(f"entry point {name!r} = {ep.value!r} must name a module (exposing STRATEGY "
                               f"or hook functions), not a {type(loaded).__name__}")
