@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from plugins.embedders import hybrid
@@ -51,7 +52,8 @@ def test_inputs_are_hybrid_at_token_positions_and_mask_elsewhere():
 
 def test_spd_differs_from_hard_only_in_embed_state():
     infos = {i.name: i for i in available_strategies()}
-    assert infos["spd"].params == infos["hard"].params
+    # SPD has the parameters of hard plus `open_input`, what its hybrid mixes toward (e_mask by default)
+    assert infos["spd"].params == {**infos["hard"].params, "open_input": "auto"}
     model = ScriptedDenoiser(16, eos_bias=-50.0, seed=2, scale=1.0)
     config = DecodeConfig(block_size=4, max_new_tokens=8)
     from plugins.embedders import HardEmbedder
@@ -59,3 +61,20 @@ def test_spd_differs_from_hard_only_in_embed_state():
     as_hard = generate(model, [[5], [6, 7]], make_manager("spd", extra_plugins=[HardEmbedder()]), config)
     hard = generate(model, [[5], [6, 7]], make_manager("hard"), config)
     assert [r.ids for r in as_hard] == [r.ids for r in hard]
+
+
+def test_uniform_state_canvas_needs_an_explicit_open_input():
+    """On a uniform-state canvas SPD refuses by default (no silent substitute for e_mask); `mean` mixes toward
+    the mean noise embedding, and the open positions are fed their noise tokens either way."""
+    from workbench.contract import PluginRuntimeError
+
+    model = ScriptedDenoiser(16, eos_bias=-50.0, seed=2, scale=1.0)
+    config = DecodeConfig(block_size=4, max_new_tokens=8, noise="uniform")
+    with pytest.raises(PluginRuntimeError, match=r"plugin 'spd' raised ModelInputsDenied.*open_input=mean"):
+        generate(model, [[5]], make_manager("spd"), config)
+    results = generate(model, [[5], [6, 7]], make_manager("spd", params={"open_input": "mean"}), config)
+    assert all(len(r.ids) == 8 and model.mask_id not in r.ids for r in results)
+    absorbing = generate(model, [[5], [6, 7]], make_manager("spd"), DecodeConfig(block_size=4, max_new_tokens=8))
+    forced = generate(model, [[5], [6, 7]], make_manager("spd", params={"open_input": "mask"}),
+                      DecodeConfig(block_size=4, max_new_tokens=8))
+    assert [r.ids for r in absorbing] == [r.ids for r in forced]  # auto is e_mask on an absorbing canvas
