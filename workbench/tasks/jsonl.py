@@ -2,7 +2,10 @@
 
 Answers are checked GSM8K-style by default (the number after the last `####` if present, else the last
 number in the text, commas removed), or by exact match of the stripped text (`jsonl:PATH?match=exact`).
-A malformed file is rejected as a whole, naming the file and line, before anything runs.
+A malformed file is rejected as a whole, naming the file and line, before anything runs: text that is not
+UTF-8, a line that is not a JSON object, a prompt that is not a string, an answer that is not a string or a
+number. Lines end at "\n" only (JSON Lines), so U+2028 and other Unicode line separators inside a string
+are text, as JSON says.
 """
 
 from __future__ import annotations
@@ -35,6 +38,16 @@ def extract_number(text: str) -> str | None:
     return value
 
 
+def _json_type(value) -> str:
+    """The JSON name of a parsed value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return {str: "a string", int: "a number", float: "a number", list: "a list", dict: "an object"}.get(
+        type(value), type(value).__name__)
+
+
 class JsonlTask:
     def __init__(self, path: str | Path, *, match: str = "number", response_len: int = 256):
         if match not in ("number", "exact"):
@@ -49,7 +62,7 @@ class JsonlTask:
         if not self.path.is_file():
             raise TaskFileError(f"{self.path}: no such task file (give --task jsonl:PATH to a JSONL file)")
         examples = []
-        for lineno, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), start=1):
+        for lineno, line in enumerate(self._text().split("\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -58,6 +71,11 @@ class JsonlTask:
                 raise TaskFileError(f"{self.path}:{lineno}: not valid JSON ({err.msg})") from None
             if not isinstance(row, dict) or "prompt" not in row or "answer" not in row:
                 raise TaskFileError(f"{self.path}:{lineno}: each line needs the fields 'prompt' and 'answer'")
+            if not isinstance(row["prompt"], str):
+                raise TaskFileError(f"{self.path}:{lineno}: 'prompt' must be a string, got {_json_type(row['prompt'])}")
+            if isinstance(row["answer"], bool) or not isinstance(row["answer"], (str, int, float)):
+                raise TaskFileError(f"{self.path}:{lineno}: 'answer' must be a string or a number, got "
+                                    f"{_json_type(row['answer'])}")
             answer = str(row["answer"])
             final = answer.strip() if self.match == "exact" else extract_number(answer)
             if final is None:
@@ -66,6 +84,15 @@ class JsonlTask:
         if not examples:
             raise TaskFileError(f"{self.path}: the file holds no examples")
         return examples
+
+    def _text(self) -> str:
+        data = self.path.read_bytes()
+        try:
+            return data.decode("utf-8-sig")  # a leading byte-order mark is not part of the first line
+        except UnicodeDecodeError as err:
+            line = data[: err.start].count(b"\n") + 1
+            raise TaskFileError(f"{self.path}:{line}: not UTF-8 text (byte {data[err.start]:#04x} at offset "
+                                f"{err.start}); save the file as UTF-8") from None
 
     def train_stream(self, seed: int) -> Iterator[Example]:
         import random
