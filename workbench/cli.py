@@ -1,27 +1,38 @@
 """`workbench` command line: one sub-command per module in `workbench/commands/`.
 
 Errors a user can fix (unknown strategy, bad threshold, missing model folder, bad task file, a plugin
-that breaks the contract) end the program with exit code 2 and one line saying what to do; anything
-else is a bug and keeps its traceback.
+that breaks the contract, a full or read-only disk) end the program with exit code 2 and one line saying
+what to do; anything else is a bug and keeps its traceback. Ctrl-C, even while the program is still
+starting (importing torch), ends it with exit code 130 and one line saying what was kept.
+
+This module imports nothing heavy at the top: `python -m workbench` and the console script reach `main`
+at once, so every later moment of start-up is inside its error handling.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
-
-from workbench.commands import COMMANDS
+import warnings
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+# Said on Ctrl-C unless the command module has its own INTERRUPTED line (train speaks of checkpoints).
+INTERRUPTED = "interrupted; finished samples are saved, rerun the same command to resume"
+STARTUP_INTERRUPTED = "interrupted while starting; nothing was run"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from workbench.commands import COMMANDS
+
     parser = argparse.ArgumentParser(prog="workbench", description="Parallel decoding workbench for diffusion LMs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
         cmd = sub.add_parser(name, help=module.HELP, description=module.__doc__)
         module.add_arguments(cmd)
-        cmd.set_defaults(handler=module.main)
+        cmd.set_defaults(handler=module.main, interrupted=getattr(module, "INTERRUPTED", INTERRUPTED))
     return parser
 
 
@@ -43,6 +54,36 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def one_line(err: BaseException) -> str:
+    """The message of a user error on one line. attrs validators raise ValueError(message, attribute, ...);
+    its str() is a dump of the whole tuple, so wherever it was quoted, only the message is kept."""
+    text = str(err)
+    for e in (err, err.__cause__, err.__context__):
+        if isinstance(e, ValueError) and len(e.args) > 1 and isinstance(e.args[0], str):
+            text = text.replace(str(e), e.args[0])
+    return " ".join(text.split())
+
+
+# What to do about an OSError while reading or writing a user's file, by errno.
+_OS_FIXES = {
+    errno.ENOSPC: "the disk is full: free some space, then rerun the same command",
+    errno.EDQUOT: "the disk quota is used up: free some space, then rerun the same command",
+    errno.EROFS: "the disk is read-only: choose a path on a writable disk",
+    errno.EACCES: "permission denied: choose a path you can write",
+    errno.EPERM: "permission denied: choose a path you can write",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    errno.EEXIST: "a file of that name is in the way: choose another path",
+    errno.EISDIR: "that path is a folder: give a file name",
+    errno.ENOENT: "no such file or folder: check the path",
+}
+
+
+def os_error_line(err: OSError) -> str:
+    where = f" {err.filename}" if err.filename else ""
+    fix = _OS_FIXES.get(err.errno, "check the path, the free space and the permissions")
+    return f"cannot use{where} ({err.strerror or err}); {fix}"
+
+
 def quiet_transformers() -> None:
     """transformers draws its own bars for loading and saving weights; ours already say what runs, and a
     user error must stay one line on stderr."""
@@ -52,21 +93,49 @@ def quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
+def _short_warnings() -> None:
+    """The workbench's own warnings (a skipped plugin, an unreadable log) as one line each, without the
+    source line Python prints under a warning."""
+    from workbench.registry import PluginSkippedWarning
+
+    default = warnings.formatwarning
+
+    def formatwarning(message, category, filename, lineno, line=None):
+        if issubclass(category, PluginSkippedWarning) or filename.startswith(_PACKAGE_DIR):
+            return f"workbench: warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = formatwarning
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    quiet_transformers()
+    command, interrupted = "", STARTUP_INTERRUPTED
+    try:
+        args = build_parser().parse_args(argv)
+        command, interrupted = args.command, args.interrupted
+        quiet_transformers()
+        _short_warnings()
+        errors = user_errors()
+    except KeyboardInterrupt:
+        print(f"workbench{' ' + command if command else ''}: {interrupted}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     try:
         return args.handler(args) or 0
-    except user_errors() as err:
-        print(f"workbench {args.command}: error: {err}", file=sys.stderr)
+    except errors as err:
+        print(f"workbench {command}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
     except ValueError as err:  # attrs validators and argument checks raise ValueError with a clear message
-        print(f"workbench {args.command}: error: {err}", file=sys.stderr)
+        print(f"workbench {command}: error: {one_line(err)}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as err:  # a full or read-only disk, a path that is a file: the user's environment, not a bug
+        print(f"workbench {command}: error: {os_error_line(err)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"workbench {args.command}: interrupted; finished samples are saved, rerun the same command to resume",
-              file=sys.stderr)
-        return 130
+        print(f"workbench {command}: {interrupted}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

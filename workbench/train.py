@@ -282,8 +282,11 @@ def train(cfg: TrainConfig, out: str | Path, *, init: str | None = None, progres
         if rank == 0:
             model.load_state_dict(full)
     if rank == 0:
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
+        try:
+            model.save_pretrained(out)
+            tokenizer.save_pretrained(out)
+        except Exception as err:  # safetensors reports a full disk with its own error type
+            raise _write_failed("the trained model", out, err) from None
         meta = {"train_config": attrs.asdict(cfg), "init": init, "seconds": round(time.time() - t0, 1),
                 "final_loss": sum(history[-50:]) / max(1, len(history[-50:])), "loss_history": history[:: max(1, len(history) // 200)],
                 "parameters_millions": round(model.num_parameters_millions(), 3), "command": command,
@@ -323,9 +326,27 @@ def _save_checkpoint(path: Path, model, optimizer, gen, step, history, cfg) -> N
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": model_state, "optimizer": optim_state, "generator": gen.get_state(),
-                "step": step, "history": history, "config": attrs.asdict(cfg)}, tmp)
+    try:
+        torch.save({"model": model_state, "optimizer": optim_state, "generator": gen.get_state(),
+                    "step": step, "history": history, "config": attrs.asdict(cfg)}, tmp)
+    except (OSError, RuntimeError) as err:  # torch's zip writer reports a full disk as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        raise _write_failed(f"the checkpoint of step {step}", path, err) from None
     os.replace(tmp, path)  # atomic: a kill during the save never leaves a half-written checkpoint
+
+
+def _write_failed(what: str, path: Path, err: Exception) -> TrainOutputError:
+    """One line for a write that failed on a full, read-only or missing disk; the last checkpoint stays."""
+    import errno
+    import shutil
+
+    try:
+        full = getattr(err, "errno", None) == errno.ENOSPC or shutil.disk_usage(path.parent).free < (1 << 20)
+    except OSError:
+        full = False
+    reason = "the disk is full" if full else f"{type(err).__name__}: {err}"
+    return TrainOutputError(f"cannot write {what} to {path} ({reason}); the last complete checkpoint is kept: "
+                            f"free some space or choose a writable --out, then rerun the same command to resume")
 
 
 def _resumable(saved: dict, cfg: TrainConfig) -> bool:
