@@ -137,3 +137,20 @@ def test_load_tokenizer_reads_local_folders_only(tmp_path):
     with pytest.raises(ModelLoadError, match="holds no tokenizer.json") as err:
         load_tokenizer(tmp_path)
     assert str(tmp_path) in str(err.value)
+
+
+def test_every_from_pretrained_call_in_the_package_stays_local():
+    """A static guard for code written later: each `X.from_pretrained(...)` passes local_files_only=True."""
+    import ast
+
+    offenders = []
+    for root in ("workbench", "trainers", "strategies", "plugins"):
+        for path in sorted((REPO / root).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr == "from_pretrained"):
+                    local = [k for k in node.keywords if k.arg == "local_files_only"]
+                    spread = any(k.arg is None for k in node.keywords)  # **kwargs: checked where they are built
+                    if not spread and not (local and getattr(local[0].value, "value", None) is True):
+                        offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not offenders, f"from_pretrained without local_files_only=True: {offenders}"
