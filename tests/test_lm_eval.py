@@ -129,6 +129,31 @@ def stored_runs(path: Path) -> list:
         return s.runs()
 
 
+def test_interrupted_likelihood_run_resumes_from_lm_evals_cache(manager, tmp_path, monkeypatch):
+    """loglikelihood values go to lm-eval's --use_cache file one by one; the estimator is wrapped by a
+    counter that interrupts the first run (the only stand-in here)."""
+    from workbench.harness import likelihood
+
+    calls, real = [], likelihood.elbo
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 6 and interrupt:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(likelihood, "elbo", counted)
+    lm = WorkbenchLM(trainer="base", mc_samples=4, store=str(tmp_path / "r.db"))
+    cache = str(tmp_path / "lm-eval-cache")
+    interrupt = True
+    with pytest.raises(KeyboardInterrupt):
+        lm_evaluate(lm, ["workbench_choice_mc"], manager, limit=4, use_cache=cache)
+    interrupt, calls[:] = False, []
+    results = lm_evaluate(lm, ["workbench_choice_mc"], manager, limit=4, use_cache=cache)
+    assert len(calls) == 4 * 4 - 5  # 4 documents x 4 choices, 5 of them computed before the interruption
+    assert results["results"]["workbench_choice_mc"]["acc,none"] == 1.0
+
+
 def test_stop_strings_cut_the_answer_like_lm_evals_hf_model(tmp_path):
     from lm_eval.models.utils import postprocess_generated_text
 
@@ -196,3 +221,18 @@ def test_lm_eval_command_line(tasks, tmp_path, capsys):
     results = json.loads(results_file.read_text())["results"]["workbench_choice_gen"]
     assert results["acc,none"] == pytest.approx(expected["accuracy"])
     assert len(stored(store, "lm-eval:workbench_choice_gen")) == n
+
+
+@pytest.mark.parametrize("argv0, registered", [("/venv/bin/lm_eval", True), ("/venv/bin/lm-eval", True),
+                                                ("/venv/bin/python-script", False)])
+def test_startup_line_registers_the_model_in_lm_eval_processes_only(argv0, registered):
+    """The line of workbench_lm_eval.pth, run in a fresh interpreter under another argv[0]; other processes
+    must not even import lm-eval."""
+    from workbench.harness.autoload import PTH_LINE
+
+    code = (f"import sys; sys.argv = [{argv0!r}]\n{PTH_LINE}"
+            "print('lm_eval' in sys.modules and 'workbench' in sys.modules['lm_eval.api.registry'].model_registry)")
+    done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str(registered)

@@ -10,7 +10,6 @@ model. `python -m workbench.harness ARGS` is the same command without the start-
 
 from __future__ import annotations
 
-import os
 import sys
 
 MODEL_NAME = "workbench"
@@ -20,11 +19,6 @@ TARGET = "workbench.harness.lm_eval_model:WorkbenchLM"
 PTH_LINE = ("import sys; 'lm_eval' in (sys.argv[0].replace('-', '_').rpartition('/')[2], "
             "*getattr(sys, 'orig_argv', ())[1:3]) and __import__('workbench.harness.autoload', "
             "fromlist=['register']).register()\n")
-
-
-def is_lm_eval_process(argv: list[str], orig_argv: list[str]) -> bool:
-    """True for the `lm_eval` / `lm-eval` scripts and `python -m lm_eval` (what PTH_LINE tests)."""
-    return "lm_eval" in (os.path.basename(argv[0]).replace("-", "_") if argv else "", *orig_argv[1:3])
 
 
 def register() -> bool:
