@@ -66,19 +66,22 @@ def stored(store: Path, task: str) -> list:
         return s.samples(keys[0])
 
 
-@pytest.mark.parametrize("strategy, tau", [("threshold", 0.5), ("spd", 0.5)])
-def test_same_accuracy_as_workbench_run(manager, tmp_path, capsys, strategy, tau):
+@pytest.mark.parametrize("strategy, tau, temperature", [("threshold", 0.5, 0.0), ("spd", 0.5, 0.0),
+                                                      ("spd", 0.5, 0.8)])
+def test_same_accuracy_as_workbench_run(manager, tmp_path, capsys, strategy, tau, temperature):
+    """Greedy, and sampled: a document's id is `workbench run`'s example index, so its random draws match too."""
     store = tmp_path / "results.db"
     expected = workbench_run(capsys, "--strategy", strategy, "--trainer", "oput", "--tau", str(tau),
-                             "--limit", str(N), "--store", str(store))
-    lm = WorkbenchLM(trainer="oput", strategy=strategy, tau=tau, batch_size=64, store=str(store), check="choice")
+                             "--temperature", str(temperature), "--limit", str(N), "--store", str(store))
+    lm = WorkbenchLM(trainer="oput", strategy=strategy, tau=tau, batch_size=64, store=str(store), check="choice",
+                     **({"temperature": temperature} if temperature else {}))
     results = lm_evaluate(lm, ["workbench_choice_gen"], manager)["results"]["workbench_choice_gen"]
     assert results["acc,none"] == pytest.approx(expected["accuracy"])
     # Sample by sample: the same prompts decoded to the same text with the same forwards, and the store's
     # own check agrees with lm-eval's score.
     ours, theirs = stored(store, "lm-eval:workbench_choice_gen"), stored(store, "choice")
-    assert sorted((s.prompt, s.output, s.nfe, s.correct) for s in ours) == \
-        sorted((s.prompt, s.output, s.nfe, s.correct) for s in theirs)
+    assert [(s.index, s.prompt, s.output, s.nfe, s.correct) for s in ours] == \
+        [(s.index, s.prompt, s.output, s.nfe, s.correct) for s in theirs]
     assert all(s.extras["checked"] for s in ours)
 
 
@@ -179,6 +182,19 @@ def test_chat_template_applied_when_the_tokenizer_has_one(manager, tmp_path):
     lm_evaluate(lm, ["workbench_choice_gen"], manager, limit=4, apply_chat_template=True)
     prompts = [s.prompt for s in stored(store, "lm-eval:workbench_choice_gen")]
     assert len(prompts) == 4 and all(p.startswith("[") and p.endswith("=]") for p in prompts)
+
+
+def test_a_stored_sample_of_another_prompt_is_refused_not_reused(manager, tmp_path):
+    from workbench.harness.generation import StalePromptError
+
+    store = tmp_path / "r.db"
+    lm = WorkbenchLM(trainer="oput", strategy="threshold", tau=0.95, store=str(store))
+    lm_evaluate(lm, ["workbench_choice_gen"], manager, limit=4)
+    lm.tokenizer.chat_template = "{% for m in messages %}[{{ m['content'] }}]{% endfor %}"
+    with pytest.raises(StalePromptError, match=r"holds sample 0 of run lm-eval:workbench_choice_gen .*another "
+                                               r"prompt.*store=NEW.db"):
+        lm_evaluate(lm, ["workbench_choice_gen"], manager, limit=4, apply_chat_template=True)
+    assert len(stored(store, "lm-eval:workbench_choice_gen")) == 4  # nothing decoded, nothing overwritten
 
 
 def test_rolling_loglikelihood_is_the_elbo_after_the_prefix_token(tmp_path):

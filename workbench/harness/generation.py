@@ -7,10 +7,14 @@ batching, prompt encoding, length check, run lock and per-sample records (strate
 NFE, tokens, seconds, revisions), under the run `lm-eval:<task>`, so `workbench report` lists it beside an
 ablation grid. A rerun of an interrupted evaluation decodes only the requests not yet stored.
 
-Sample ids: a request's id is a hash of (task, document id, repeat, prompt, stop strings), so a sample is
-reused only for the very same request; another prompt (more few-shot examples, a chat template) is a new
-sample, never a stale one. Within a group the requests are decoded in document order, batch by batch, which
-is the order `workbench run` decodes a task's examples in (so equal prompts give equal batches).
+Sample ids: a request's id is its document's index in the task (`doc_id`; `doc_id * repeats + repeat` when
+lm-eval asks for several answers per document), the id `workbench run` gives an example of its evaluation
+split. So a local copy of a workbench task's held-out set decodes exactly as `workbench run` does, per-sample
+random draws included (`DecodeConfig.rng`). A stored sample is reused only for the same prompt: when the
+store holds an id of the run with another prompt (more few-shot examples, a chat template, another task
+version), the harness stops before decoding (`StalePromptError`) instead of answering with a stale sample.
+Requests without document ids, or with several prompts for one document, get ids hashed from their content.
+Within a group the requests are decoded in id order, batch by batch, as `workbench run` decodes a task.
 
 Stop strings are applied after decoding: the stored output is the whole decoded text (EOS and specials
 dropped), and lm-eval receives it cut before the first stop string, as lm-eval's own HF model returns it.
@@ -28,7 +32,8 @@ import attrs
 
 from workbench.evaluate import evaluate
 from workbench.harness.checks import Check, judge, make_check
-from workbench.store import ResultsStore
+from workbench.registry import decision_providers
+from workbench.store import ResultsStore, config_key
 
 TASK_PREFIX = "lm-eval:"
 
@@ -61,10 +66,25 @@ class _Sample:
     request: GenRequest
 
 
-def sample_uid(req: GenRequest) -> int:
-    """A stable non-negative 63-bit id of the request (the store's sample index)."""
+class StalePromptError(ValueError):
+    """The results store holds a sample of this run with the same id but another prompt."""
+
+
+def content_uid(req: GenRequest) -> int:
+    """A stable non-negative 63-bit id hashed from the request itself."""
     text = json.dumps([req.task, req.doc_id, req.repeat, req.context, list(req.until)], ensure_ascii=False)
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") >> 1
+
+
+def assign_uids(requests: Sequence[GenRequest]) -> list[int]:
+    """The store index of each request of one run (see the module docstring)."""
+    repeats = 1 + max(r.repeat for r in requests)
+    by_doc = [None if r.doc_id is None else r.doc_id * repeats + r.repeat for r in requests]
+    prompts: dict[int, str] = {}
+    for uid, req in zip(by_doc, requests):
+        if uid is None or prompts.setdefault(uid, req.context) != req.context:
+            return [content_uid(r) for r in requests]
+    return by_doc  # type: ignore[return-value]
 
 
 def cut_at_stop(text: str, until: Sequence[str]) -> str:
@@ -86,6 +106,21 @@ class _Judge:
 
     def check(self, sample: _Sample, output: str) -> bool:
         return judge(self._check, sample.request.doc, cut_at_stop(output, sample.request.until))[0]
+
+
+def _refuse_stale(store: ResultsStore, key: str | None, task: str, samples: dict[int, _Sample],
+                  records: Sequence | None = None) -> None:
+    """StalePromptError when a stored sample (of run `key`, or among `records`) has another prompt."""
+    if records is None:
+        records = store.samples(key)  # [] for a run not in the store yet
+    for record in records:
+        sample = samples.get(record.index)
+        if sample is not None and record.prompt != sample.prompt:
+            raise StalePromptError(
+                f"{store.path} holds sample {record.index} of run {task} (same model, strategy and settings) "
+                f"decoded from another prompt: {record.prompt[:60]!r} instead of {sample.prompt[:60]!r}; the "
+                f"task's prompts changed (few-shot examples, chat template, task version?). Pass store=NEW.db "
+                f"to keep both, or move {store.path} away")
 
 
 def settings_of(setup, req: GenRequest) -> tuple[int, float]:
@@ -110,16 +145,14 @@ def generate_until(setup, requests: Sequence[GenRequest], *,
     with ResultsStore(setup.args.store) as store:
         for (task, gen_length, temperature), members in groups.items():
             spec = setup.spec(f"{TASK_PREFIX}{task}", gen_length, temperature)
-            # Document order (then repeat, then lm-eval's order): the order `workbench run` decodes in.
-            order = sorted(members, key=lambda i: (requests[i].doc_id is None, requests[i].doc_id or 0,
-                                                   requests[i].repeat, i))
+            uids = dict(zip(members, assign_uids([requests[i] for i in members])))
             samples: dict[int, _Sample] = {}
-            for i in order:
-                req = requests[i]
-                uid = sample_uid(req)
-                if uid not in samples:  # the very same request twice is decoded once
-                    expected = judge(check, req.doc, "")[1]
-                    samples[uid] = _Sample(uid, req.context, expected, req)
+            for i in sorted(members, key=lambda i: uids[i]):  # id order: the order `workbench run` decodes in
+                if uids[i] not in samples:  # the very same request twice is decoded once
+                    req = requests[i]
+                    samples[uids[i]] = _Sample(uids[i], req.context, judge(check, req.doc, "")[1], req)
+            key = config_key(spec.config(decision_providers(setup.manager)))  # the run key `evaluate` uses
+            _refuse_stale(store, key, spec.task, samples)
 
             def extras(row: int) -> dict:
                 return {**setup.revisions.extras(row), "checked": check is not None}
@@ -127,7 +160,8 @@ def generate_until(setup, requests: Sequence[GenRequest], *,
             _, records = evaluate(setup.model, setup.tokenizer, _Judge(check), setup.manager, spec,
                                   list(samples.values()), store, batch_size=setup.args.batch_size,
                                   on_batch=on_batch, sample_extras=extras)
+            _refuse_stale(store, None, spec.task, samples, records)  # in case evaluate keyed the run otherwise
             outputs = {r.index: r.output for r in records}
             for i in members:
-                answers[i] = cut_at_stop(outputs[sample_uid(requests[i])], requests[i].until)
+                answers[i] = cut_at_stop(outputs[uids[i]], requests[i].until)
     return answers  # type: ignore[return-value]

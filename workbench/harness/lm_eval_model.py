@@ -33,6 +33,7 @@ from lm_eval.api.registry import register_model
 from workbench.harness import likelihood
 from workbench.harness.arguments import setup_from_model_args
 from workbench.harness.generation import GenRequest, generate_until
+from workbench.limits import check_lengths, max_positions
 from workbench.models.tokenizer import decode, encode
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,6 @@ class WorkbenchLM(TemplateLM):
 
     @property
     def max_length(self) -> int:
-        from workbench.limits import max_positions
-
         return max_positions(self.model)[0]
 
     @property
@@ -156,8 +155,6 @@ class WorkbenchLM(TemplateLM):
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
         from tqdm import tqdm
 
-        from workbench.limits import check_lengths
-
         likelihood.require_masked_diffusion(self.model, self.setup.name, "loglikelihood")
         opts, block = self.setup.options, self._elbo_block_size()
         out = []
@@ -175,8 +172,6 @@ class WorkbenchLM(TemplateLM):
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         """The ELBO of each whole string, after the prefix token (no windows: the string must fit the model)."""
         from tqdm import tqdm
-
-        from workbench.limits import check_lengths
 
         likelihood.require_masked_diffusion(self.model, self.setup.name, "loglikelihood_rolling")
         opts, block = self.setup.options, self._elbo_block_size()
