@@ -43,11 +43,13 @@ from workbench import registry
 from workbench.contract import PluginContractError, PluginRuntimeError
 from workbench.loop import generate
 from workbench.registry import (
-    BUILTIN_STRATEGIES, PluginLoadError, implemented_hooks, load_plugin_file, make_manager,
+    PluginLoadError, implemented_hooks, load_plugin_file, make_manager,
 )
 from workbench.state import BlockState, DecodeConfig, Stash
 
-BUILTIN_NAMES: tuple[str, ...] = tuple(name for name, _ in BUILTIN_STRATEGIES)
+# The strategies a plugin is checked with by default: the absorbing-state built-ins, which the fake models
+# decode (uniform-eb, DiffusionGemma's sampler, is a strategy of its own kind: name it to include it).
+BUILTIN_NAMES: tuple[str, ...] = ("threshold", "hierarchical", "hard", "spd")
 DEFAULT_EXAMPLES = 10  # per cell: 7 invariants x 4 strategies take a few seconds on one core
 FIRST_TOKEN = 3  # ids 0-2 are PAD, MASK, EOS in the fakes
 CLAIMABLE = ("contiguity", "monotonicity")

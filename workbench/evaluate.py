@@ -25,7 +25,7 @@ import attrs
 import workbench
 from workbench.distributed import broadcast, gather_lists, rank_world, round_robin
 from workbench.limits import check_lengths, preview
-from workbench.loop import cut_after_eos, generate
+from workbench.loop import cut_after_eos, end_ids, generate
 from workbench.models.tokenizer import decode, encode
 from workbench.registry import decision_providers
 from workbench.state import DecodeConfig
@@ -134,7 +134,7 @@ def _evaluate(model, tokenizer, task, manager, spec, examples, store, claims: Ex
                       **(sample_extras(row) if sample_extras else {})}
             if "unrevised_ids" in extras:  # a counterfactual output: did revisions fix or break the answer?
                 was_correct = bool(task.check(ex, decode(tokenizer, cut_after_eos(extras.pop("unrevised_ids"),
-                                                                                  model.eos_id))))
+                                                                                  end_ids(model)))))
                 extras["fixed"], extras["broke"] = correct and not was_correct, was_correct and not correct
             records.append(SampleRecord(
                 index=ex.uid, prompt=ex.prompt, output=output, expected=ex.final, correct=correct, nfe=res.nfe,

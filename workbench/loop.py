@@ -64,9 +64,17 @@ def predict(logits: torch.Tensor, temperature: float, rng: BlockRandom, rows: li
     return top, conf.float(), probs.float() if want_probs else None
 
 
-def cut_after_eos(ids: list[int], eos_id: int) -> list[int]:
-    """ids up to and including the first EOS: everything after it counts as EOS."""
-    return ids[:ids.index(eos_id) + 1] if eos_id in ids else ids
+def end_ids(model: Denoiser) -> tuple[int, ...]:
+    """The ids that end a generation: `model.eos_ids` when a model has several (DiffusionGemma's generation
+    config lists two), else `model.eos_id`."""
+    return tuple(getattr(model, "eos_ids", None) or (model.eos_id,))
+
+
+def cut_after_eos(ids: list[int], eos_id: int | Sequence[int]) -> list[int]:
+    """ids up to and including the first EOS (any of `eos_id` when several): everything after counts as EOS."""
+    ends = {eos_id} if isinstance(eos_id, int) else set(eos_id)
+    first = next((i for i, t in enumerate(ids) if t in ends), None)
+    return ids if first is None else ids[:first + 1]
 
 
 def fallback(state: BlockState, promoted: torch.Tensor) -> torch.Tensor:
@@ -102,7 +110,10 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
     sids = torch.tensor(sample_ids, device=device)
     rng = RowRandom(config.rng, config.seed, device)
     low, high = noise_range(model)
+    ends = end_ids(model)
+    ends_tensor = torch.tensor(ends, device=device)
     self_conditioning = bool(getattr(model, "self_conditioning", False))
+    whole_batch = config.rng == "batch"  # see the forward below
     keep_logits = hooks.needs_logits or self_conditioning
 
     # Canvas: left-padded prompts, then generated positions (open until committed).
@@ -156,16 +167,24 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
         no_revocation, no_waiver = state.revoked, state.waived
         context_forwards[rows] += runner.start_block(canvas[rows_d], valid[rows_d], block_ids[rows_d], lo, hi)
         n_running = state.batch_size  # rows still refining this block; the running set only shrinks
+        all_rows = torch.ones_like(state.done)
         while n_running:
             everyone = n_running == state.batch_size  # a Python int: no host sync, no row indexing
             running = state.running  # (B,)
             block_rng.running = running
             embeds = hooks.embed_state(state, model)  # (B, L, D)
             extra = {}
-            if self_conditioning:  # the previous step's processed logits; none at a block's first step
-                extra["self_conditioning"] = None if state.step == 0 else (
-                    state.logits if everyone else state.logits[running])
-            logits = runner.forward(embeds if everyone else embeds[running], running, **extra)  # (b, L, V)
+            if whole_batch and not everyone:
+                # The batch stream keeps generate's shapes: every row of the block is forwarded (a finished
+                # row's logits are dropped), so no row's numbers depend on which others finished.
+                if self_conditioning:
+                    extra["self_conditioning"] = state.logits
+                logits = runner.forward(embeds, all_rows, **extra)[running]  # (b, L, V)
+            else:
+                if self_conditioning:  # the previous step's processed logits; none at a block's first step
+                    extra["self_conditioning"] = None if state.step == 0 else (
+                        state.logits if everyone else state.logits[running])
+                logits = runner.forward(embeds if everyone else embeds[running], running, **extra)  # (b, L, V)
             state.step += 1
             state.steps = state.steps + (1 if everyone else running.long())
             logits = hooks.process_logits(state, logits.to(torch.promote_types(logits.dtype, torch.float32)))
@@ -227,7 +246,7 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
         if model.mask_id is not None and not uniform:  # positions a strategy left masked at the cap (DMax)
             unfilled[rows] += (state.ids == model.mask_id).sum(-1).cpu()
         now = time.perf_counter() - t0
-        has_eos = (state.ids == model.eos_id).any(-1).cpu()  # (B,)
+        has_eos = torch.isin(state.ids, ends_tensor).any(-1).cpu()  # (B,)
         for i, row in enumerate(rows.tolist()):
             block_steps[row].append(int(state.steps[i]))
             decoded[row] = end
@@ -238,8 +257,8 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
     results = []
     for i in range(n):
         ids = canvas[i, p_len:p_len + decoded[i]].tolist()
-        ids = cut_after_eos(ids, model.eos_id)
-        tokens = len(ids) - (1 if ids and ids[-1] == model.eos_id else 0)
+        ids = cut_after_eos(ids, ends)
+        tokens = len(ids) - (1 if ids and ids[-1] in ends else 0)
         extras = {"unfilled": int(unfilled[i])} if int(unfilled[i]) else {}
         results.append(RowResult(ids=ids, nfe=int(nfe[i]), tokens=tokens, seconds=seconds[i],
                                  block_steps=block_steps[i], prompt_len=len(prompts[i]),

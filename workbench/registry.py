@@ -48,6 +48,7 @@ BUILTIN_STRATEGIES: tuple[tuple[str, str], ...] = (
     ("hierarchical", "strategies.hierarchical"),
     ("hard", "strategies.hard"),
     ("spd", "strategies.spd"),
+    ("uniform-eb", "strategies.uniform_eb"),
 )
 
 
@@ -97,6 +98,37 @@ class StrategyInfo:
 def implemented_hooks(plugin: object) -> tuple[str, ...]:
     """Hook names a plugin object (instance, class or module) implements, in spec order."""
     return tuple(h for h in ALL_HOOKS if getattr(getattr(plugin, h, None), f"{PROJECT}_impl", None) is not None)
+
+
+def marked_names(plugin: object) -> list[str]:
+    """Every attribute of a plugin marked with @hookimpl, hook name or not (a misspelt hook is one)."""
+    return [n for n in dir(plugin) if not n.startswith("__")
+            and getattr(getattr(plugin, n, None), f"{PROJECT}_impl", None) is not None]
+
+
+def unmarked_hooks(plugin: object) -> list[str]:
+    """Methods named like a hook but without @hookimpl: pluggy ignores them silently."""
+    return [h for h in ALL_HOOKS if callable(getattr(plugin, h, None)) and h not in implemented_hooks(plugin)]
+
+
+def _suggest(name: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, ALL_HOOKS, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _check_plugin_class(path: Path, cls: type) -> None:
+    """PluginLoadError for a misspelt @hookimpl; a warning for hook-named methods without @hookimpl."""
+    for name in marked_names(cls):
+        if name not in ALL_HOOKS:
+            raise PluginLoadError(f"plugin file {str(path)!r}: {cls.__name__}.{name} is marked @hookimpl but no hook "
+                                  f"is called {name!r}{_suggest(name)} Hooks: {', '.join(ALL_HOOKS)}")
+    missing = unmarked_hooks(cls)
+    if missing and implemented_hooks(cls):  # a class with no marked hook at all is "no plugin" (an error)
+        warnings.warn(f"plugin file {str(path)!r}: {cls.__name__} defines {', '.join(m + '()' for m in missing)} "
+                      f"without @hookimpl, so the core never calls them; decorate them with @hookimpl "
+                      f"(from workbench.registry import hookimpl)", UnmarkedHookWarning, stacklevel=3)
 
 
 class PluginSkippedWarning(UserWarning):

@@ -79,7 +79,8 @@ class DecodeConfig:
         seed: seed of the random generators (see `rng`).
         rng: `sample` (default): each sample draws from its own generator, seeded from (`seed`, sample id), so
             its decode does not depend on the batch it is in; `batch`: one generator seeded with `seed` shared
-            by the whole `generate` call (transformers' DiffusionGemma `generate` draws this way).
+            by the whole `generate` call, and every forward covers every row of the block (a finished row's
+            logits are dropped) — transformers' DiffusionGemma `generate` draws and forwards this way.
         noise: what open positions are fed: `auto` (the model's kind), `mask` (the mask embedding: absorbing-
             state decoding), `uniform` (uniformly random tokens, redrawn every step: uniform-state decoding).
         cache: key/value cache of the forwards, one of `CACHE_MODES` (see `workbench.cache`): `auto` (exact

@@ -19,7 +19,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from workbench.commands.common import (
-    add_placement_arguments, add_trust_argument, check_decoding_counts, decode_config, parse_sets, placed_model,
+    add_canvas_arguments, add_placement_arguments, add_trust_argument, check_decoding_counts, decode_config, parse_sets, placed_model,
     task_for,
 )
 from workbench.commands.report import DEFAULT_REFERENCE, FORMATS, build_report, check_reference, print_table, render
@@ -58,6 +58,7 @@ def add_arguments(parser) -> None:
                      help="override plugin file for every cell (repeatable)")
     dec.add_argument("--set", action="append", default=[], metavar="[STRATEGY.]NAME=VALUE",
                      help="a strategy parameter, for every strategy that has it or for one strategy")
+    add_canvas_arguments(dec)
     add_placement_arguments(dec)
     dec.add_argument("--store", default="workbench-results.db", metavar="FILE",
                      help="results store; finished samples of the same configuration are reused")

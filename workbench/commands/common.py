@@ -38,9 +38,24 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cache", choices=["auto", "none", "prefix", "dual"], default="auto",
                        help="KV cache: auto = exact prefix cache on block-causal models, none otherwise; "
                             "prefix/dual = Fast-dLLM approximate caches on bidirectional models")
+    add_canvas_arguments(group)
     add_placement_arguments(group)
     group.add_argument("--store", default="workbench-results.db", metavar="FILE",
                        help="results store; finished samples of the same configuration are reused")
+
+
+def add_canvas_arguments(group) -> None:
+    """--noise, --rng, --max-forwards: what open positions are fed, how random draws are shared, the cap."""
+    from workbench.state import NOISE_KINDS, RNG_MODES
+
+    group.add_argument("--noise", choices=NOISE_KINDS, default="auto",
+                       help="what open positions are fed: mask = the mask embedding (absorbing-state), uniform = "
+                            "random tokens redrawn every step (uniform-state), auto = the model's kind")
+    group.add_argument("--rng", choices=RNG_MODES, default="sample",
+                       help="random draws: sample = one generator per sample (a sample decodes alike in any batch), "
+                            "batch = one per batch (DiffusionGemma generate's draw order)")
+    group.add_argument("--max-forwards", type=int, default=None, metavar="N",
+                       help="forward cap per block (default: the model's, else the block size)")
 
 
 def add_placement_arguments(group) -> None:
@@ -129,14 +144,21 @@ def decode_config(args, model, task, *, seed: int | None = None):
     from workbench.state import DecodeConfig
 
     check_decoding_counts(args)  # 0 is refused, never read as "not given"
+    # A model may say how it decodes by default (DiffusionGemma: its canvas length and denoising steps).
+    own = model.decode_defaults() if callable(getattr(model, "decode_defaults", None)) else {}
     block = args.block_size if args.block_size is not None else (
-        getattr(getattr(model, "config", None), "block_size", None) or 32)
+        own.get("block_size") or getattr(getattr(model, "config", None), "block_size", None) or 32)
+    cap = getattr(args, "max_forwards", None)
+    if cap is not None and cap <= 0:
+        raise ValueError(f"--max-forwards {cap}: give a positive number of forwards per block")
     gen_length = args.gen_length if args.gen_length is not None else task.response_len
     return DecodeConfig(block_size=block, max_new_tokens=gen_length,
+                        max_forwards_per_block=cap if cap is not None else own.get("max_forwards_per_block"),
                         temperature=args.temperature, seed=args.seed if seed is None else seed,
-                        cache=getattr(args, "cache", "auto"))
+                        cache=getattr(args, "cache", "auto"), noise=getattr(args, "noise", "auto"),
+                        rng=getattr(args, "rng", "sample"))
 
 
 __all__ = ["strategy_params", "task_for", "decode_config", "add_model_arguments", "add_decoding_arguments", "resolve_model", "load_model", "parse_sets",
-           "add_placement_arguments", "add_trust_argument", "placed_model", "check_decoding_counts",
+           "add_placement_arguments", "add_canvas_arguments", "add_trust_argument", "placed_model", "check_decoding_counts",
            "model_training_info"]

@@ -98,6 +98,14 @@ def load_model(path: str | Path, *, dtype=None, trust_remote_code: bool = False)
             raise ModelLoadError(f"cannot load the weights in {path}: {err}; the checkpoint is corrupt, "
                                  f"retrain or copy it again") from None
         tokenizer = load_tokenizer(path)
+    elif model_type == "diffusion_gemma":  # transformers' own uniform-state block-diffusion model
+        from workbench.models.diffusion_gemma import load_diffusion_gemma
+
+        try:
+            model, tokenizer = load_diffusion_gemma(path)
+        except Exception as err:  # transformers raises OSError/ValueError/KeyError for missing or bad files
+            raise ModelLoadError(f"cannot load the DiffusionGemma folder {path} ({type(err).__name__}: {err}); it "
+                                 f"needs config.json, the weights and the tokenizer files") from None
     else:
         from workbench.models.adapters import load_adapter
 
