@@ -59,13 +59,35 @@ def encode(tokenizer: PreTrainedTokenizerFast, text: str) -> list[int]:
 
 
 def decode(tokenizer: PreTrainedTokenizerFast, ids: list[int]) -> str:
-    """Text of `ids` with special tokens dropped and no spaces inserted between characters.
+    """Text of `ids` with special tokens dropped (what `task.check` scores).
+
+    A tokenizer with a decoder (byte-level BPE of Qwen2 / Dream / LLaMA-3, SentencePiece's Metaspace,
+    WordPiece) decodes with its own `decode(skip_special_tokens=True)`, so `Ġ` and byte glyphs become spaces
+    and UTF-8 text. One without a decoder (the native character tokenizer) has its token strings joined with
+    no spaces between them: `decode` would put a space between every two characters, and the shipped
+    results were scored on the joined text.
 
     An id the tokenizer does not know (the model's embedding table may have more rows than the tokenizer
     has tokens) becomes U+FFFD, so a decode never fails on what a model generated.
     """
-    specials = set(tokenizer.all_special_ids)
     size = len(tokenizer)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and backend.decoder is None:
+        return _join_tokens(tokenizer, ids, size)
+    parts, run = [], []
+    for i in (int(i) for i in ids):
+        if 0 <= i < size:
+            run.append(i)
+            continue
+        parts += [tokenizer.decode(run, skip_special_tokens=True) if run else "", UNKNOWN_TEXT]
+        run = []
+    parts.append(tokenizer.decode(run, skip_special_tokens=True) if run else "")
+    return "".join(parts)
+
+
+def _join_tokens(tokenizer: PreTrainedTokenizerFast, ids: list[int], size: int) -> str:
+    """The token strings of `ids` joined as they are (tokenizers without a decoder: the character tokenizer)."""
+    specials = set(tokenizer.all_special_ids)
     kept = [int(i) for i in ids if i not in specials]
     tokens = tokenizer.convert_ids_to_tokens([i if 0 <= i < size else UNK_ID for i in kept])
     return "".join(t if 0 <= i < size and t is not None else UNKNOWN_TEXT for i, t in zip(kept, tokens))
