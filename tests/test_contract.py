@@ -305,3 +305,24 @@ def test_huge_but_finite_embeddings_are_not_called_nan():
 
     err = expect(Huge(), "embed_state", "sane size")
     assert "NaN" not in str(err)
+
+
+def test_the_cli_prints_a_plugin_bug_with_its_traceback_and_a_builtin_refusal_as_one_line(tmp_path, capsys):
+    from workbench.cli import main
+
+    plugin = tmp_path / "buggy.py"
+    plugin.write_text("from workbench.registry import hookimpl\n\n"
+                      "class Buggy:\n"
+                      "    @hookimpl\n"
+                      "    def converge(self, state):\n"
+                      "        return state.conf.topk(99)\n")
+    store = str(tmp_path / "r.db")
+    assert main(["run", "--trainer", "base", "--plugin", str(plugin), "--limit", "2", "--store", store]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "buggy.py" in err and "return state.conf.topk(99)" in err
+    assert err.strip().splitlines()[-1].startswith(
+        "workbench run: error: plugin 'buggy.Buggy' raised RuntimeError in hook 'converge' at buggy.py:6")
+    assert main(["run", "--trainer", "uniform", "--strategy", "spd", "--noise", "uniform", "--limit", "2",
+                 "--store", store]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "open_input=mean" in err

@@ -44,7 +44,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from workbench.store import StoreError
     from workbench.tasks import TaskFileError
 
-    errors: list[type[BaseException]] = [PluginError, PluginContractError, ModelLoadError, StoreError, TaskFileError]
+    from workbench.state import ModelInputsDenied
+
+    errors: list[type[BaseException]] = [PluginError, PluginContractError, ModelLoadError, StoreError, TaskFileError,
+                                         ModelInputsDenied]
     try:
         from workbench.models.adapters import AdapterError
 
@@ -122,8 +125,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"workbench{' ' + command if command else ''}: {interrupted}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    from workbench.contract import PluginRuntimeError
+
     try:
         return args.handler(args) or 0
+    except PluginRuntimeError as err:
+        # A bug in a plugin's code: its own traceback first (what its author needs), then the one line that
+        # names the plugin, the hook and the file:line. A built-in refusing its input is only the line.
+        if not err.about_input:
+            print(err.traceback_text().rstrip(), file=sys.stderr)
+        print(f"workbench {command}: error: {one_line(err)}", file=sys.stderr)
+        return EXIT_USAGE
     except errors as err:
         print(f"workbench {command}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_USAGE

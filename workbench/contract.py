@@ -35,9 +35,17 @@ class PluginContractError(RuntimeError):
 class PluginRuntimeError(RuntimeError):
     """A hook implementation raised; `__cause__` is the original exception (its traceback is kept)."""
 
-    def __init__(self, *, plugin: str, hook: str, error: BaseException, where: str):
-        self.plugin, self.hook, self.where, self.error = plugin, hook, where, error
+    def __init__(self, *, plugin: str, hook: str, error: BaseException, where: str, builtin: bool = False):
+        self.plugin, self.hook, self.where, self.error, self.builtin = plugin, hook, where, error, builtin
         super().__init__(f"plugin {plugin!r} raised {type(error).__name__} in hook {hook!r} at {where}: {error}")
+
+    @property
+    def about_input(self) -> bool:
+        """The project's own plugin refused what it was asked (bad settings, a model that lacks something):
+        its message is written for the user, so the CLI prints it as a one-line usage error."""
+        from workbench.state import ModelInputsDenied
+
+        return self.builtin and isinstance(self.error, (ValueError, ModelInputsDenied))
 
     def traceback_text(self) -> str:
         """The original exception's traceback, for `--debug` output and bug reports."""

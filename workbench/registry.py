@@ -236,6 +236,12 @@ def _build_strategy(name: str, module: ModuleType, params: Mapping[str, Any]) ->
         raise StrategyParamError(f"strategy {name!r}: {err}") from err
 
 
+def strategy_plugin(name: str, params: Mapping[str, Any] | None = None) -> object:
+    """The strategy object `make_manager` registers for `name` with `params` (validated, defaults filled in,
+    the `tau` alias mapped); `workbench.provenance` reads its parameters from it for the run key."""
+    return _build_strategy(name, _load_strategy_module(name), params or {})
+
+
 # -- plugin files ----------------------------------------------------------------------------------------
 
 
@@ -426,11 +432,11 @@ class Hooks:
                     out = function(*[kwargs[a] for a in argnames])
                     if kind != _PLAIN:
                         next(out)  # the wrapper's code before its `yield`
-                        teardowns.append((plugin, out, kind, function, check))
+                        teardowns.append((plugin, out, kind, function, check, trusted))
                 except (contract.PluginContractError, contract.PluginRuntimeError, KeyboardInterrupt):
                     raise
                 except Exception as err:
-                    raise contract.PluginRuntimeError(plugin=plugin, hook=hook, error=err,
+                    raise contract.PluginRuntimeError(plugin=plugin, hook=hook, error=err, builtin=trusted,
                                                       where=contract.origin(err, function)) from err
                 if check:
                     guard.check(plugin, hook)
@@ -442,7 +448,7 @@ class Hooks:
                 gen.close()
             raise
         changed = []
-        for plugin, gen, kind, function, check in reversed(teardowns):
+        for plugin, gen, kind, function, check, trusted in reversed(teardowns):
             before = result
             if check:
                 guard.snapshot()
@@ -464,7 +470,7 @@ class Hooks:
             except (contract.PluginContractError, contract.PluginRuntimeError, KeyboardInterrupt):
                 raise
             except Exception as err:
-                raise contract.PluginRuntimeError(plugin=plugin, hook=hook, error=err,
+                raise contract.PluginRuntimeError(plugin=plugin, hook=hook, error=err, builtin=trusted,
                                                   where=contract.origin(err, function)) from err
             finally:
                 gen.close()
