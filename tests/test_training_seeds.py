@@ -72,6 +72,20 @@ def test_one_row_per_trainer_with_mean_and_std_over_training_seeds(model_dir, tm
     table = ablate(model_dir, store, capsys, "--format", "markdown")  # reused from the store, nothing decoded
     assert "train seeds" in table and "2,3,4" in table and "TPF_total" in table
 
+    # The pivot (the README's grids): one column per trainer, the seed spread in the oput cell only.
+    pivot = cli_out(capsys, "report", "--store", str(store), "--format", "pivot").splitlines()
+    head = [c.strip() for c in pivot[0].strip("|").split("|")]
+    cells = dict(zip(head, (c.strip() for c in pivot[2].strip("|").split("|"))))
+    assert head[:3] == ["strategy", "params", "tau"] and len(head) == 5
+    base_cell, oput_cell = cells["base: acc % / TPF / TPF_total"], cells["oput: acc % / TPF / TPF_total"]
+    assert "±" not in base_cell and oput_cell.count("±") == 3
+    assert oput_cell.startswith(f"{oput['accuracy']:.1f} ± {oput['accuracy_std']:.1f} / {oput['tpf']:.2f} ± ")
+
+
+def cli_out(capsys, *args) -> str:
+    assert cli(list(args)) == 0
+    return capsys.readouterr().out
+
 
 def test_a_trainer_folder_without_models_is_refused(tmp_path, capsys):
     (tmp_path / "oput" / "notes").mkdir(parents=True)

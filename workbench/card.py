@@ -35,14 +35,21 @@ def evaluation_rows(model, tokenizer, model_path: str, task_name: str, limit: in
                            model_hash=checkpoint_hash(model_path), task=task_name, decode=decode)
             _, samples = evaluate(model, tokenizer, task, manager, spec, examples, store)
             s = summarize(samples)
-            rows.append({"strategy": strategy, "tau": tau, "n": s.n, "accuracy": s.accuracy, "tpf": s.tpf, "nfe": s.nfe})
+            rows.append({"strategy": strategy, "tau": tau, "n": s.n, "accuracy": s.accuracy, "tpf": s.tpf, "nfe": s.nfe,
+                         "tpf_total": s.tpf_total, "nfe_total": s.nfe_total})
     return rows
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| strategy | tau | n | accuracy | TPF | NFE |", "|---|---|---|---|---|---|"]
+    """The card's evaluation table; rows written before `tpf_total` existed show – in its columns."""
+    def total(row: dict, key: str, spec: str) -> str:
+        return format(row[key], spec) if key in row else "–"
+
+    lines = ["| strategy | tau | n | accuracy | TPF | TPF_total | NFE | NFE_total |", "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['strategy']} | {r['tau']} | {r['n']} | {100 * r['accuracy']:.1f} % | {r['tpf']:.2f} | "
-              f"{r['nfe']:.1f} |" for r in rows]
+              f"{total(r, 'tpf_total', '.2f')} | {r['nfe']:.1f} | {total(r, 'nfe_total', '.1f')} |" for r in rows]
+    lines += ["", "TPF / NFE count the prompt prefill inside block 1's first forward; TPF_total / NFE_total count "
+                  "it as a forward of its own (DMax, Fast-dLLM)."]
     return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ from workbench.metrics import aup_by_method, compare_paired, mean_std_over_seeds
 from workbench.store import ResultsStore
 
 HELP = "print the ablation grid of a results store: accuracy, TPF, AUP, significance"
-FORMATS = ("table", "markdown", "json", "csv")
+FORMATS = ("table", "markdown", "json", "csv", "pivot")
 DEFAULT_REFERENCE = "threshold"
 
 
@@ -300,6 +300,32 @@ def format_csv(report: dict) -> str:
     return buf.getvalue()
 
 
+def format_pivot(report: dict) -> str:
+    """Markdown with one row per strategy x tau (and other parameters) and one column per trainer; a cell is
+    `accuracy % / TPF / TPF_total`, each mean ± std where the cell has several seeds (the README's grids)."""
+    trainers = list(dict.fromkeys(r["trainer"] for r in report["cells"]))
+    several_tasks = len({r["task"] for r in report["cells"]}) > 1
+    strategies = list(dict.fromkeys(r["strategy"] for r in report["cells"]))
+    rows: dict[tuple, dict[str, dict]] = {}
+    for r in sorted(report["cells"], key=lambda r: (r["task"], strategies.index(r["strategy"]), _params_text(r),
+                                                     -(r["tau"] if r["tau"] is not None else -1))):
+        rows.setdefault((r["task"], r["strategy"], _params_text(r), fmt_tau(r["tau"])), {})[r["trainer"]] = r
+
+    def cell(r: dict | None) -> str:
+        if r is None:
+            return "–"
+        return (f"{_pm(r['accuracy'], r['accuracy_std'], 1)} / {_pm(r['tpf'], r['tpf_std'], 2)} / "
+                f"{_pm(r['tpf_total'], r['tpf_total_std'], 2)}")
+
+    head = (["task"] if several_tasks else []) + ["strategy", "params", "tau"] + [
+        f"{t}: acc % / TPF / TPF_total" for t in trainers]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for (task, strategy, params, tau), by_trainer in rows.items():
+        row = ([task] if several_tasks else []) + [strategy, params, tau] + [cell(by_trainer.get(t)) for t in trainers]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def print_table(report: dict, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -333,6 +359,8 @@ def render(report: dict, fmt: str) -> str | None:
         return format_markdown(report)
     if fmt == "csv":
         return format_csv(report)
+    if fmt == "pivot":
+        return format_pivot(report)
     return None
 
 
