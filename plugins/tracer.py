@@ -127,8 +127,8 @@ class BlockTrace:
 
     def as_heatmap(self, token_text) -> list[dict[str, Any]]:
         """Steps in the form `plots.plot_trace_heatmap` takes (`token_text(id) -> str`)."""
-        return [{"conf": s.conf, "is_mask": s.is_mask, "top": [token_text(t) for t in s.top], "changed": s.changed}
-                for s in self.steps]
+        return [{"conf": s.conf, "is_mask": s.is_mask, "top": [token_text(t) for t in s.top], "changed": s.changed,
+                 "revoked": s.revoked or [False] * len(s.conf)} for s in self.steps]
 
 
 class Tracer(RevisionCounter):

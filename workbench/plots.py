@@ -135,8 +135,9 @@ def plot_trace_heatmap(
     """Heatmap of one block's decoding: rows = steps, columns = block positions, colour = conf.
 
     Each step is a dict with "conf" (floats), "is_mask" (bools: still a mask position), "top" (token strings),
-    "changed" (bools: top differs from the previous step), one entry per block position. Mask positions are
-    greyed and hatched, changed tokens outlined in red, and every cell shows its top token.
+    "changed" (bools: top differs from the previous step), optionally "revoked" (bools: a token sent back to
+    open at this step), one entry per block position. Mask positions are greyed and hatched, changed tokens
+    outlined in red, revoked positions outlined in orange and marked ↺, and every cell shows its top token.
     The format follows the suffix of `path` (.png or .svg). Returns `path`.
     """
     path = Path(path)
@@ -163,10 +164,16 @@ def plot_trace_heatmap(
                 ax.add_patch(Rectangle(
                     (j - 0.45, t - 0.45), 0.9, 0.9, fill=False, edgecolor="red", linewidth=1.6,
                 ))
+            revoked = bool(step.get("revoked", [False] * width)[j])
+            if revoked:
+                ax.add_patch(Rectangle(
+                    (j - 0.42, t - 0.42), 0.84, 0.84, fill=False, edgecolor="orange", linewidth=2.0, linestyle="--",
+                ))
             # white text on the dark end of viridis, black on the light end
             color = "white" if conf[t, j] < 0.6 and not step["is_mask"][j] else "black"
             ax.text(
-                j, t, _display_token(step["top"][j]), ha="center", va="center", fontsize=fontsize,
+                j, t, ("↺" if revoked else "") + _display_token(step["top"][j]), ha="center", va="center",
+                fontsize=fontsize,
                 color=color, parse_math=False,
             )
     ax.set_xlabel("block position")
@@ -174,7 +181,8 @@ def plot_trace_heatmap(
     ax.set_xticks(np.arange(width))
     ax.set_yticks(np.arange(steps))
     ax.tick_params(labelsize=fontsize)
-    ax.set_title(title + "  (grey hatched = mask position, red box = token changed)", fontsize="small")
+    ax.set_title(title + "  (grey hatched = mask position, red box = token changed, orange dashed ↺ = revoked)",
+                 fontsize="small")
     FigureCanvasAgg(fig)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format=fmt, dpi=_DPI, bbox_inches="tight")

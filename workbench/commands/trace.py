@@ -1,8 +1,9 @@
 """Decode one evaluation sample and show every refinement step: per block, rows = steps, columns = positions.
 
-Mask positions are dim (their current top prediction is shown), tokens are coloured by confidence (red low,
-green high), tokens whose prediction changed since the previous step are highlighted, newly promoted positions
-are underlined, and the step at which the block converged is marked. The last row of a block is what was
+Open (mask) positions are dim (their current top prediction is shown), tokens are coloured by confidence (red
+low, green high), tokens whose prediction changed since the previous step are highlighted, newly promoted
+positions are underlined, tokens sent back to open this step (revocations: remasking, renoising) are struck
+through and marked `↺`, and the step at which the block converged is marked. The last row of a block is what was
 committed; positions whose committed token differs from the token they were promoted with (revisions) are
 highlighted there. `--png` draws the same grid with `plots.plot_trace_heatmap` (one file per block when the
 sample needs several), `--html` writes a self-contained page with the grid and the confidences as tooltips.
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 from workbench.commands.common import (
-    add_model_arguments, add_placement_arguments, check_decoding_counts, decode_config, placed_model, resolve_model,
+    add_canvas_arguments, add_model_arguments, add_placement_arguments, check_decoding_counts, decode_config, placed_model, resolve_model,
     strategy_params, task_for,
 )
 from workbench.limits import check_lengths, preview
@@ -40,6 +41,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py")
+    add_canvas_arguments(parser)
     add_placement_arguments(parser)
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--png", default=None, metavar="FILE.png", help="write the heatmap (.png or .svg)")
@@ -90,7 +92,10 @@ def render_terminal(blocks, tokenizer, console) -> None:
             line = Text(f"step {s.step:<{pad - 5}} ")
             for j, tok in enumerate(s.top):
                 cell = f"{_cut(token_text(tokenizer, tok), width):<{width}}"
-                if s.is_mask[j]:
+                if s.revoked and s.revoked[j] and s.is_mask[j]:  # a token sent back to open this step
+                    cell = f"{_cut('↺' + token_text(tokenizer, tok), width):<{width}}"
+                    style = "bold yellow strike"
+                elif s.is_mask[j]:
                     style = "dim grey50"
                 else:
                     r, g, b = conf_rgb(s.conf[j])
@@ -104,6 +109,8 @@ def render_terminal(blocks, tokenizer, console) -> None:
             marks = []
             if s.promoted and any(s.promoted):
                 marks.append(f"+{sum(s.promoted)}")
+            if s.revoked and any(s.revoked):
+                marks.append(f"↺{sum(s.revoked)}")
             if s.finishing and s.converged:
                 marks.append("✓ converged")
             elif s.finishing:
@@ -121,6 +128,7 @@ def render_terminal(blocks, tokenizer, console) -> None:
         console.print()
     console.print(Text("dim = mask position (its current top shown); colour = confidence, red low -> green high; "
                        "reverse = prediction changed since the previous step; underline = promoted this step; "
+                       "↺ struck through = a token sent back to open this step (revocation); "
                        "magenta = committed token differs from the promoted one (revision)", style="dim"))
 
 
@@ -134,6 +142,7 @@ td.mask { background: #eee; color: #aaa; }
 td.changed { outline: 2px solid #d00; outline-offset: -2px; font-weight: bold; }
 td.promoted { text-decoration: underline; }
 td.revised { outline: 2px solid #a0a; outline-offset: -2px; font-weight: bold; }
+td.revoked { background: #ffe7a0; color: #850; text-decoration: line-through; font-weight: bold; }
 tr.converged th { background: #dfd; color: #060; font-weight: bold; }
 tr.commit td { font-weight: bold; border-top: 2px solid #888; }
 .meta { color: #555; } .legend span { padding: 1px 6px; margin-right: 6px; border: 1px solid #ccc; }
@@ -153,6 +162,7 @@ def render_html(blocks, tokenizer, meta: dict) -> str:
              "<span style='background:rgb(50,210,60)'>high confidence</span>"
              "<span style='outline:2px solid #d00'>prediction changed</span>"
              "<span style='text-decoration:underline'>promoted this step</span>"
+             "<span style='background:#ffe7a0;text-decoration:line-through'>↺ sent back to open (revoked)</span>"
              "<span style='outline:2px solid #a0a'>revised (committed differs from promoted)</span></p>"]
     for block in blocks:
         status = (f"converged at step {block.converged_step}" if block.converged_step is not None
@@ -166,11 +176,14 @@ def render_html(blocks, tokenizer, meta: dict) -> str:
             cells = []
             for j, tok in enumerate(s.top):
                 text = token_text(tokenizer, tok)
-                kind = "mask" if s.is_mask[j] else "token"
+                revoked = bool(s.revoked and s.revoked[j])
+                kind = "open" if s.is_mask[j] else "token"
                 title = (f"position {block.start + j}, step {s.step}: {kind}; top {text!r} "
                          f"(id {tok}), confidence {s.conf[j]:.4f}" + (", changed" if s.changed[j] else "")
-                         + (", promoted" if s.promoted[j] else ""))
-                classes = ["mask"] if s.is_mask[j] else []
+                         + (", promoted" if s.promoted[j] else "") + (", revoked" if revoked else ""))
+                classes = ["revoked"] if revoked and s.is_mask[j] else ["mask"] if s.is_mask[j] else []
+                if revoked and s.is_mask[j]:
+                    text = "↺" + text
                 style = ""
                 if not s.is_mask[j]:
                     r, g, b = conf_rgb(s.conf[j])
