@@ -175,6 +175,7 @@ class HarnessSetup:
     manager: Any
     revisions: Any  # plugins.tracer.RevisionCounter registered in `manager`
     model_path: str
+    model_hash: str  # `workbench.store.checkpoint_hash` of the folder, hashed once (it reads every weight)
     trainer: str | None
     precision: str
     params: dict
@@ -200,10 +201,8 @@ class HarnessSetup:
 
     def spec(self, task: str, gen_length: int, temperature: float) -> RunSpec:
         """The run that records the samples of lm-eval task `task` decoded with these settings."""
-        from workbench.store import checkpoint_hash
-
         return RunSpec(strategy=self.args.strategy, params=self.params, plugins=tuple(self.args.plugin),
-                       trainer=self.trainer, model=self.model_path, model_hash=checkpoint_hash(self.model_path),
+                       trainer=self.trainer, model=self.model_path, model_hash=self.model_hash,
                        task=task, decode=self.decode_config(gen_length, temperature), precision=self.precision)
 
 
@@ -212,6 +211,7 @@ def setup_from_model_args(kwargs: dict[str, Any]) -> HarnessSetup:
     from plugins.tracer import RevisionCounter
     from workbench.commands.common import placed_model, resolve_model, strategy_params
     from workbench.registry import StrategyParamError, make_manager
+    from workbench.store import checkpoint_hash
 
     kwargs = dict(kwargs)
     try:
@@ -244,6 +244,6 @@ def setup_from_model_args(kwargs: dict[str, Any]) -> HarnessSetup:
     model_path, trainer = resolve_model(args)
     model, tokenizer, precision = placed_model(model_path, args)
     return HarnessSetup(args=args, model=model, tokenizer=tokenizer, manager=manager, revisions=revisions,
-                        model_path=model_path, trainer=trainer, precision=precision, params=params, options=options,
-                        user_gen_length=args.gen_length, user_temperature=args.temperature
-                        if "temperature" in kwargs else None)
+                        model_path=model_path, model_hash=checkpoint_hash(model_path), trainer=trainer,
+                        precision=precision, params=params, options=options, user_gen_length=args.gen_length,
+                        user_temperature=args.temperature if "temperature" in kwargs else None)
