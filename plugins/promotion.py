@@ -31,22 +31,34 @@ def leftmost(state: BlockState, open_: torch.Tensor | None = None) -> torch.Tens
     return out
 
 
-def threshold_set(state: BlockState, tau: float) -> torch.Tensor:
-    """Fast-dLLM: every open mask position with conf >= tau, and always the most confident one."""
-    open_ = state.open_masks
-    return (open_ & (state.conf >= tau)) | most_confident(state, open_)
+# dInfer's threshold rule: every candidate with conf >= min(tau, max_conf - DINFER_MARGIN) is committed.
+DINFER_MARGIN = 1e-5
+
+
+def threshold_set(state: BlockState, tau: float, margin: float = DINFER_MARGIN,
+                  open_: torch.Tensor | None = None) -> torch.Tensor:
+    """Fast-dLLM / dInfer: every open position with conf >= min(tau, max_conf - margin), max_conf the row's
+    largest open confidence. So every position >= tau, and always the most confident one together with all
+    within `margin` of it (margin 0: exact ties of the maximum). `open_`: the candidates (default open_masks)."""
+    open_ = state.open_masks if open_ is None else open_
+    best = state.conf.masked_fill(~open_, float("-inf")).amax(-1, keepdim=True)  # (B, 1), -inf without open
+    return open_ & (state.conf >= (best - margin).clamp(max=tau))
 
 
 def factor_rule(state: BlockState, factor: float) -> torch.Tensor:
     """Fast-dLLM factor variant: sort open positions by conf; rank n passes if conf >= 1 - f / (n + 1);
-    promote the longest passing prefix (rank 1 always passes)."""
+    promote the longest passing prefix (rank 1 always passes). As the reference loop does, when only the
+    last-ranked of M >= 2 open positions fails, all M are promoted (its `top_i == len(threshs) - 1` case)."""
     open_ = state.open_masks
     scores = state.conf.masked_fill(~open_, -1.0)
     sorted_conf, order = scores.sort(dim=-1, descending=True, stable=True)  # (B, L)
     rank = torch.arange(1, open_.shape[1] + 1, device=open_.device, dtype=torch.float32)
     passes = (sorted_conf >= 1.0 - factor / (rank + 1.0)) & (sorted_conf >= 0)
     passes[:, 0] = sorted_conf[:, 0] >= 0  # rank 1 always passes when the row has an open position
-    prefix = passes.long().cumprod(-1).bool()
+    prefix = passes.long().cumprod(-1)  # (B, L) 1 on the passing prefix
+    n_open = open_.sum(-1, keepdim=True)  # (B, 1)
+    quirk = prefix.sum(-1, keepdim=True) == n_open - 1  # every rank but the last passes
+    prefix = prefix.bool() | (quirk & (rank <= n_open))
     out = torch.zeros_like(open_)
     return out.scatter_(1, order, prefix)
 
@@ -98,13 +110,14 @@ def above_threshold(state: BlockState, tau: float) -> torch.Tensor:
 
 @attrs.frozen(eq=False, kw_only=True)
 class ThresholdPromotion:
-    """`promote` = Fast-dLLM threshold set."""
+    """`promote` = Fast-dLLM / dInfer threshold set."""
 
     tau: float = attrs.field(default=0.95, validator=unit_interval)
+    margin: float = attrs.field(default=DINFER_MARGIN, validator=attrs.validators.ge(0))
 
     @hookimpl
     def promote(self, state: BlockState) -> torch.Tensor:
-        return threshold_set(state, self.tau)
+        return threshold_set(state, self.tau, self.margin)
 
 
 @attrs.frozen(eq=False, kw_only=True)

@@ -10,7 +10,14 @@ Per block, positions are mask positions or token positions; each step:
 4. next input: e_mask at mask positions, E(top) at token positions.
 
 Defaults (DMax, math): tau_dec = 0.5, tau_acc = 0.9; the cap of B forwards per block is the core's.
-With contiguous promotion the mask positions always form a contiguous suffix of the block.
+With contiguous promotion the mask positions always form a contiguous suffix of the block. `contiguous=True`
+(default) is DMax's decoding rule; `contiguous=False` is the paper's ablation variant.
+
+Reference switches (`--set name=value`), DMax's behaviour one setting away:
+- `fill_at_cap` (default True): at the forward cap, mask positions left get their current top. False is
+  DMax's: they stay masked in the output (the core reports them per sample as `unfilled`).
+- `mask_logit` (default `remove`): the core removes the MASK logit before the softmax. `keep` is DMax's:
+  the softmax includes MASK, so a position's top may be MASK (its confidence counts as any other).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import torch
 
 from plugins.convergence import stable_or_confident
 from plugins.embedders import hard_embeddings
+from plugins.logits import MASK_LOGIT_RULES, keep_mask_logit
 from plugins.promotion import above_threshold, contiguous_prefix
 from workbench.models.base import Denoiser
 from workbench.registry import hookimpl, unit_interval
@@ -38,6 +46,12 @@ class Hard:
     tau_dec: float = attrs.field(default=0.5, validator=unit_interval)
     tau_acc: float = attrs.field(default=0.9, validator=unit_interval)
     contiguous: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    fill_at_cap: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    mask_logit: str = attrs.field(default="remove", validator=attrs.validators.in_(MASK_LOGIT_RULES))
+
+    @hookimpl
+    def process_logits(self, state: BlockState, logits: torch.Tensor) -> torch.Tensor | None:
+        return keep_mask_logit(self.mask_logit, logits)
 
     @hookimpl
     def embed_state(self, state: BlockState, model: Denoiser) -> torch.Tensor:
@@ -55,7 +69,8 @@ class Hard:
 
     @hookimpl
     def commit(self, state: BlockState) -> torch.Tensor:
-        return torch.where(state.active, state.top, state.ids)
+        revisable = state.active if self.fill_at_cap else state.active & ~state.is_mask  # DMax: masks stay
+        return torch.where(revisable, state.top, state.ids)
 
 
 STRATEGY = Hard

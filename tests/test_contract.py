@@ -114,8 +114,10 @@ def test_commit_out_of_vocab():
     expect(CommitsOutOfVocab(), "commit", "ids in [0, vocab)")
 
 
-def test_commit_that_puts_mask_ids_on_token_positions():
-    expect(CommitsMask(), "commit", "mask id only at open positions")
+def test_committed_mask_ids_are_counted_not_hidden():
+    """DMax leaves positions masked at the cap: allowed, and every mask id in an output is reported."""
+    results = run_with(CommitsMask())
+    assert all(r.ids.count(MASK_ID) == r.extras["unfilled"] > 0 for r in results)
 
 
 def test_commit_dtype():

@@ -214,17 +214,12 @@ def check_commit(result, state: BlockState, plugin: str) -> torch.Tensor:
         _fail(plugin, hook, "ids in [0, vocab)",
               f"committed ids outside [0, {state.vocab_size}) (min {int(ids.min())}, max {int(ids.max())})",
               "commit token ids of the model's vocabulary (state.top holds the latest predictions)")
-    if state.mask_id is not None:
-        masked = ids == state.mask_id
-        if state.uniform and masked.any():
-            _fail(plugin, hook, "no mask id on a uniform-state canvas",
-                  f"committed the mask id {state.mask_id}, which this canvas never feeds",
-                  "commit state.top (or state.ids) at open positions")
-        if (masked & ~state.is_mask[rows]).any():
-            _fail(plugin, hook, "mask id only at open positions",
-                  f"committed the mask id {state.mask_id} at a token position",
-                  "commit the token of a token position (state.top or state.ids); only a position still open "
-                  "at the forward cap may stay masked")
+    # On an absorbing-state canvas a committed mask id is allowed (DMax leaves positions open at the cap
+    # masked, and with the MASK logit kept a top may be MASK); the core counts them per sample (`unfilled`).
+    if state.mask_id is not None and state.uniform and (ids == state.mask_id).any():
+        _fail(plugin, hook, "no mask id on a uniform-state canvas",
+              f"committed the mask id {state.mask_id}, which this canvas never feeds",
+              "commit state.top (or state.ids) at open positions")
     inactive = ~state.active[rows]
     if (ids[inactive] != state.ids[rows][inactive]).any():
         _fail(plugin, hook, "inactive positions keep their ids",

@@ -209,10 +209,10 @@ def commit(state: BlockState) -> torch.Tensor | None:
     Returns:
         (B, L) long token ids, or None to defer. Stops at first non-None result.
 
-    Enforced: shape (B, L), integer dtype, ids in [0, vocab_size) on finishing rows; the mask id only at
-    positions still open (a strategy that leaves them masked at the forward cap, as DMax does; the core
-    counts them in `RowResult.extras["unfilled"]`) and never on a uniform-state canvas; inactive positions
-    keep their ids.
+    Enforced: shape (B, L), integer dtype, ids in [0, vocab_size) on finishing rows; inactive positions keep
+    their ids; never the mask id on a uniform-state canvas. On an absorbing-state canvas the mask id may be
+    committed (DMax leaves positions open at the forward cap masked); the core counts such positions per
+    sample in `RowResult.extras["unfilled"]`, so an output is never silently partly masked.
 
     Default: `state.ids`, with any open position left (forward cap) filled by its current top.
     """

@@ -80,8 +80,9 @@ def test_token_positions_are_revised_and_fed_as_hard_embeddings():
 
 def test_providers():
     providers = decision_providers(make_manager("hard"))
-    assert {providers[h] for h in ("embed_state", "promote", "converge", "commit")} == {"hard"}
-    assert {providers[h] for h in ("fill_block", "process_logits", "revoke")} == {"core-defaults"}
+    # hard is asked first for process_logits too (mask_logit=keep answers it; remove defers to the core)
+    assert {providers[h] for h in ("embed_state", "process_logits", "promote", "converge", "commit")} == {"hard"}
+    assert {providers[h] for h in ("fill_block", "revoke")} == {"core-defaults"}
 
 
 # -- the vectorised rules against per-row Python references, on random states ------------------------------
@@ -134,3 +135,42 @@ def test_convergence_rules_match_reference(rows, promoted_any, tau_acc):
                         zip(state.top[i].tolist(), state.prev_top[i].tolist(), tokens))
         assert bool(stable(state)[i]) == (unchanged and not promoted_any)
         assert bool(confident(state, tau_acc)[i]) == all(c >= tau_acc for c in state.conf[i].tolist())
+
+
+def test_fill_at_cap_switch_on_a_hand_computed_state():
+    """At the cap, open positions get their top (default) or stay masked (fill_at_cap=false, DMax's)."""
+    from workbench.properties import MASK_ID, make_block_state
+
+    state = make_block_state([[0.9, 0.3, 0.2]], is_mask=[[False, True, True]], top=[[7, 8, 9]])
+    filled = make_manager("hard").get_plugin("hard").commit(state)
+    kept = make_manager("hard", params={"fill_at_cap": False}).get_plugin("hard").commit(state)
+    assert filled.tolist() == [[7, 8, 9]] and kept.tolist() == [[7, MASK_ID, MASK_ID]]
+
+
+def test_fill_at_cap_false_leaves_masks_in_the_output_and_reports_them():
+    from workbench.properties import MASK_ID
+
+    model = ScriptedDenoiser(16, eos_bias=-50.0, seed=2, scale=0.3)
+    config = DecodeConfig(block_size=4, max_new_tokens=8, max_forwards_per_block=1)  # one forward: one token
+    result = generate(model, [[5]], make_manager("hard", params={"tau_dec": 1.0, "fill_at_cap": False}), config)[0]
+    assert result.ids.count(MASK_ID) == result.extras["unfilled"] == 6  # 3 of 4 per block left masked
+    filled = generate(model, [[5]], make_manager("hard", params={"tau_dec": 1.0}), config)[0]
+    assert MASK_ID not in filled.ids and "unfilled" not in filled.extras
+
+
+def test_mask_logit_keep_lets_mask_be_a_top():
+    """DMax keeps the MASK logit: a model that favours MASK then has MASK as the top of open positions."""
+    from workbench.properties import MASK_ID
+
+    class LovesMask(ScriptedDenoiser):
+        def denoise(self, inputs_embeds, *, block_ids, valid):
+            logits = super().denoise(inputs_embeds, block_ids=block_ids, valid=valid)
+            logits[..., MASK_ID] += 50.0
+            return logits
+
+    config = DecodeConfig(block_size=4, max_new_tokens=4)
+    model = LovesMask(16, eos_bias=-50.0)
+    kept = generate(model, [[5]], make_manager("hard", params={"mask_logit": "keep"}), config)[0]
+    removed = generate(model, [[5]], make_manager("hard"), config)[0]
+    assert MASK_ID in kept.ids and kept.extras["unfilled"] == kept.ids.count(MASK_ID)
+    assert MASK_ID not in removed.ids

@@ -33,13 +33,48 @@ def test_factor_rule():
     # ranks: 0.99 (n=1 always), 0.7 >= 1 - 1/3, 0.6 < 1 - 1/4 = 0.75 -> stop
     state = block_state([[0.6, 0.99, 0.7, 0.1]])
     assert promote("threshold", state, rule="factor") == [[False, True, True, False]]
-    assert promote("threshold", state, rule="factor", factor=2.0) == [[True, True, True, False]]
+    # factor 2: 0.6 >= 1 - 2/4 passes, only the last rank (0.1 < 1 - 2/5) fails: Fast-dLLM then promotes all
+    assert promote("threshold", state, rule="factor", factor=2.0) == [[True, True, True, True]]
 
 
-def reference_fast_dllm(model, prompt, gen_len, block, tau):
-    """Fast-dLLM threshold decoding, written plainly for one prompt (no cache, greedy).
+def test_factor_rule_last_rank_quirk_on_hand_computed_steps():
+    """Fast-dLLM's get_transfer_index_dynamic: when every open position but the last-ranked passes, the loop
+    ends with top_i = M - 1 and adds one, so the failing last one is promoted too."""
+    assert promote("threshold", block_state([[0.99, 0.50]]), rule="factor") == [[True, True]]  # 0.5 < 2/3
+    assert promote("threshold", block_state([[0.99, 0.50, 0.40]]), rule="factor") == [[True, False, False]]
+    assert promote("threshold", block_state([[0.40]]), rule="factor") == [[True]]  # one open position
 
-    Masks the MASK logit before the softmax, as the workbench does (documented difference from dInfer).
+
+def test_dinfer_margin_on_a_hand_computed_step():
+    """dInfer commits conf >= min(tau, max_conf - 1e-5): below tau, everything within 1e-5 of the best."""
+    state = block_state([[0.8, 0.799995, 0.79998, 0.5]])
+    assert promote("threshold", state) == [[True, True, False, False]]  # 0.79998 is 2e-5 below
+    assert promote("threshold", state, margin=0.0) == [[True, False, False, False]]
+    assert promote("threshold", state, tau=0.6) == [[True, True, True, False]]
+
+
+def test_mask_logit_keep_is_dinfer_on_a_hand_computed_step():
+    """With mask_logit=keep the MASK logit stays in the softmax (process_logits leaves it) and a position whose
+    argmax is MASK is never promoted; with every open top MASK nothing is promoted (no fallback)."""
+    from workbench.properties import MASK_ID
+
+    plugin = make_manager("threshold", params={"mask_logit": "keep"}).get_plugin("threshold")
+    logits = torch.zeros(1, 2, 4)
+    assert plugin.process_logits(block_state([[0.5, 0.5]]), logits) is logits  # untouched, MASK included
+    assert make_manager("threshold").get_plugin("threshold").process_logits(block_state([[0.5, 0.5]]),
+                                                                           logits) is None  # core removes it
+    state = block_state([[0.9, 0.6, 0.3]], top=[[MASK_ID, 7, 8]])
+    result = plugin.promote(state)
+    assert result.positions.tolist() == [[False, True, False]] and result.fallback is False
+    all_mask = block_state([[0.9, 0.6]], top=[[MASK_ID, MASK_ID]])
+    assert not plugin.promote(all_mask).positions.any()
+
+
+def reference_fast_dllm(model, prompt, gen_len, block, tau, margin=None):
+    """Fast-dLLM threshold decoding, written plainly for one prompt (no cache, greedy): conf >= tau and
+    always the argmax; with `margin`, dInfer's rule conf >= min(tau, max_conf - margin) instead.
+
+    Masks the MASK logit before the softmax, as the workbench does by default (`mask_logit=remove`).
     """
     mask, eos = model.mask_id, model.eos_id
     x = torch.tensor([prompt + [mask] * gen_len])
@@ -58,8 +93,11 @@ def reference_fast_dllm(model, prompt, gen_len, block, tau):
             conf, top = logits.softmax(-1).max(-1)
             masked = x[0, lo:hi] == mask
             conf = torch.where(masked, conf, torch.tensor(float("-inf")))
-            chosen = conf >= tau
-            chosen[conf.argmax()] = True
+            if margin is None:
+                chosen = conf >= tau
+                chosen[conf.argmax()] = True
+            else:
+                chosen = conf >= min(tau, float(conf.max()) - margin)
             x[0, lo:hi] = torch.where(chosen, top, x[0, lo:hi])
         if (x[0, lo:hi] == eos).any():
             x = x[:, :hi]
@@ -75,8 +113,9 @@ def test_parity_with_reference_at_defaults(block_causal):
     config = DecodeConfig(block_size=4, max_new_tokens=12)
     prompts = [[5, 6, 7], [9], [10, 11, 12, 13, 14]]
     for tau in (0.95, 0.1):  # defaults, and a low tau so that several tokens are decoded per step
-        pm = lambda: make_manager("threshold", params={"tau": tau})  # noqa: E731
-        for prompt in prompts:
-            ours = generate(model, [prompt], pm(), config)[0]
-            ids, nfe = reference_fast_dllm(model, prompt, 12, 4, tau)
-            assert (ours.ids, ours.nfe) == (ids, nfe)
+        for margin in (1e-5, 0.0):  # dInfer's rule (default) and a margin of 0 against Fast-dLLM's
+            pm = lambda: make_manager("threshold", params={"tau": tau, "margin": margin})  # noqa: E731
+            for prompt in prompts:
+                ours = generate(model, [prompt], pm(), config)[0]
+                ids, nfe = reference_fast_dllm(model, prompt, 12, 4, tau, margin=margin or None)
+                assert (ours.ids, ours.nfe) == (ids, nfe)
