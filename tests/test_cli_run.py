@@ -59,6 +59,7 @@ def test_rerun_reuses_the_stored_samples(tmp_path, capsys):
     args = ("--strategy", "spd", "--trainer", "oput", "--limit", "8", "--store", str(tmp_path / "r.db"))
     first = run_json(capsys, *args)
     again = run_json(capsys, *args)
+    assert (first.pop("from_store"), again.pop("from_store")) == (0, 8)
     assert first == again  # timings too: nothing was decoded again
 
 

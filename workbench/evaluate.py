@@ -26,7 +26,8 @@ import workbench
 from workbench.distributed import broadcast, gather_lists, rank_world, round_robin
 from workbench.limits import check_lengths, preview
 from workbench.loop import cut_after_eos, end_ids, generate
-from workbench.models.tokenizer import decode, encode
+from workbench.models.tokenizer import decode, encode_prompt
+from workbench.provenance import canonical_params, decision_files, strategy_identity, task_identity_by_name
 from workbench.registry import decision_providers
 from workbench.state import DecodeConfig
 from workbench.runlock import RunBusy, RunLocks
@@ -35,7 +36,13 @@ from workbench.store import ResultsStore, SampleRecord, config_key
 
 @attrs.frozen(kw_only=True)
 class RunSpec:
-    """Everything that identifies one evaluated cell; its dict is hashed into the store's run key."""
+    """Everything that identifies one evaluated cell; `config` is hashed into the store's run key.
+
+    batch_size: prompts per `generate` call (a plugin may depend on its batch; with `rng="batch"` every draw
+    does); `evaluate` refuses to decode with another one. None keys the run without it (callers written before
+    it was keyed). chat_template: prompts are rendered with the tokenizer's chat template. task_content:
+    `workbench.provenance.task_identity(task)`; None looks the task up by its name.
+    """
 
     strategy: str
     params: dict
@@ -46,14 +53,31 @@ class RunSpec:
     task: str
     decode: DecodeConfig
     precision: str = "cpu/float32"  # `workbench.placement.Placement.label` of the model decoding it
+    batch_size: int | None = None
+    chat_template: bool = False
+    task_content: dict | None = None
 
     def config(self, providers: dict[str, str]) -> dict:
+        """The run key's fields (README, "What the store keys on"): every setting that can change a sample,
+        the code that decides (strategy source, decision plugin files' bytes) and the data (checkpoint hash,
+        task content). Parameters are canonical (`provenance.canonical_params`); `params_set` (those that differ
+        from the defaults) and `main_threshold` let `workbench report` show a run whose strategy is gone.
+        Observer-only plugin files are not part of it: they cannot change a sample."""
+        params, defaults, main = canonical_params(self.strategy, self.params)
         return {
-            "strategy": self.strategy, "params": dict(sorted(self.params.items())), "plugins": list(self.plugins),
-            "providers": providers, "trainer": self.trainer, "model_hash": self.model_hash, "task": self.task,
-            "split": "eval", "decode": attrs.asdict(self.decode), "precision": self.precision,
-            "version": workbench.__version__,
+            "strategy": self.strategy, "strategy_code": strategy_identity(self.strategy), "params": params,
+            "params_set": {k: v for k, v in params.items() if v != defaults.get(k)}, "main_threshold": main,
+            "plugins": decision_files(self.plugins), "providers": providers, "trainer": self.trainer,
+            "model_hash": self.model_hash, "task": self.task,
+            "task_content": self.task_content if self.task_content is not None else task_identity_by_name(self.task),
+            "split": "eval", "decode": attrs.asdict(self.decode), "batch_size": self.batch_size,
+            "chat_template": self.chat_template, "precision": self.precision, "version": workbench.__version__,
         }
+
+
+class StaleSamplesError(ValueError):
+    """The store holds samples of this run whose prompts differ from the task's: its content changed in a way
+    its identity does not capture."""
 
 
 # Per-sample fields the core itself stores; an observer's extras may not take these names.
@@ -91,6 +115,9 @@ def evaluate(
     When another process is decoding the same run on the same store, `wait=True` waits for it (saying so
     on stderr) and `wait=False` raises `RunBusy` on every rank.
     """
+    if spec.batch_size is not None and spec.batch_size != batch_size:
+        raise ValueError(f"RunSpec.batch_size {spec.batch_size} differs from the batch_size {batch_size} it is "
+                         f"decoded with; the run key must name the batch size the samples are decoded in")
     with ExitStack() as claims:
         return _evaluate(model, tokenizer, task, manager, spec, examples, store, claims, batch_size=batch_size,
                          on_batch=on_batch, sample_extras=sample_extras, wait=wait)
@@ -113,6 +140,7 @@ def _evaluate(model, tokenizer, task, manager, spec, examples, store, claims: Ex
         if busy is None:
             key = store.ensure_run(config)
             done = store.done_samples(key)
+            _check_stored_prompts(store, key, examples, done)
             todo_uids = [ex.uid for ex in examples if ex.uid not in done]
     key, todo_uids, busy = broadcast((key, todo_uids, busy))  # rank 0's store decides what is left to do
     if busy is not None:
@@ -120,11 +148,12 @@ def _evaluate(model, tokenizer, task, manager, spec, examples, store, claims: Ex
     todo_set = set(todo_uids)
     todo = [ex for ex in examples if ex.uid in todo_set]
     # Every prompt is checked before the first is decoded, so a too-long sample fails the run at once.
-    check_lengths(model, [encode(tokenizer, ex.prompt) for ex in todo], spec.decode.max_new_tokens,
+    check_lengths(model, [encode_prompt(tokenizer, ex.prompt, spec.chat_template) for ex in todo],
+                  spec.decode.max_new_tokens,
                   names=[f"sample {ex.uid} (prompt {preview(ex.prompt)})" for ex in todo])
     batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
     for batch in round_robin(batches, rank, world):
-        prompts = [encode(tokenizer, ex.prompt) for ex in batch]
+        prompts = [encode_prompt(tokenizer, ex.prompt, spec.chat_template) for ex in batch]
         results = generate(model, prompts, manager, spec.decode, sample_ids=[ex.uid for ex in batch])
         records = []
         for row, (ex, res) in enumerate(zip(batch, results)):
@@ -153,3 +182,17 @@ def _evaluate(model, tokenizer, task, manager, spec, examples, store, claims: Ex
     if wanted <= store.done_samples(key):
         store.mark_complete(key)
     return key, [s for s in store.samples(key) if s.index in wanted]
+
+
+def _check_stored_prompts(store, key: str, examples: Sequence, done: set[int]) -> None:
+    """StaleSamplesError when a stored sample of this run has another prompt than the example of its index."""
+    if not done:
+        return
+    wanted = {ex.uid: ex.prompt for ex in examples if ex.uid in done}
+    for sample in store.samples(key):
+        if sample.index in wanted and sample.prompt != wanted[sample.index]:
+            raise StaleSamplesError(
+                f"{store.path}: run {key[:12]} holds sample {sample.index} with the prompt "
+                f"{preview(sample.prompt)} but the task now gives {preview(wanted[sample.index])}; the task "
+                f"changed in a way its identity() does not capture. Give the task an identity() that covers "
+                f"its content, or use a new --store")

@@ -17,9 +17,11 @@ training seed of NAME at one tau form one group and are aggregated like decoding
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -107,18 +109,30 @@ def _main_threshold(strategy: str) -> tuple[str | None, Any]:
     return name, None
 
 
+def _threshold_name(config: dict) -> str | None:
+    """The main threshold's name: stored with the run (so a strategy that is no longer installed still
+    reads), else looked up from the installed strategy (runs stored before it was recorded)."""
+    if "main_threshold" in config:
+        return config["main_threshold"]
+    return _main_threshold(config.get("strategy", ""))[0]
+
+
 def tau_of(config: dict) -> float | None:
     """The main threshold of a stored run: its parameter, else the strategy's default."""
-    name, default = _main_threshold(config.get("strategy", ""))
+    name = _threshold_name(config)
     if name is None:
         return None
-    value = config.get("params", {}).get(name, default)
-    return float(value) if isinstance(value, (int, float)) else None
+    params = config.get("params", {})
+    value = params[name] if name in params else _main_threshold(config.get("strategy", ""))[1]
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _other_params(config: dict) -> dict:
-    name, _ = _main_threshold(config.get("strategy", ""))
-    return {k: v for k, v in sorted(config.get("params", {}).items()) if k != name}
+    """The parameters shown beside a run: those set away from the strategy's defaults (`params_set`), without
+    the main threshold; every parameter for runs stored before `params_set` existed."""
+    name = _threshold_name(config)
+    shown = config.get("params_set", config.get("params", {}))
+    return {k: v for k, v in sorted(shown.items()) if k != name}
 
 
 def _decode_without_seed(config: dict) -> dict:
@@ -134,15 +148,34 @@ def split_trainer(label: str | None) -> tuple[str, int | None]:
     return (match["name"], int(match["seed"])) if match else (label or "", None)
 
 
+def plugin_label(plugin) -> str:
+    """A decision plugin file as the report shows it: its file name (runs before identities: the path's name)."""
+    return plugin.get("file", "?") if isinstance(plugin, dict) else str(plugin).rsplit("/", 1)[-1]
+
+
+def _identity_rest(config: dict) -> dict:
+    """Every field of the run key that the method tuple's first entries do not already hold, without the main
+    threshold and the seeds: two runs that differ in any of them (precision, batch size, task content, plugin
+    bytes, strategy code...) are different methods, never seeds of one."""
+    rest = json.loads(json.dumps(config))  # a deep copy
+    name = _threshold_name(config)
+    for field in ("task", "strategy", "trainer", "model_hash", "plugins", "decode", "version", "params_set"):
+        rest.pop(field, None)
+    rest.get("params", {}).pop(name, None)
+    return rest
+
+
 def method_of(config: dict) -> tuple:
-    """Hashable identity of a run's method: all of its configuration except tau and seed (decoding seed, and
-    the training seed of a `NAME/seedK` trainer, whose checkpoint then stands for NAME's training recipe)."""
+    """Hashable identity of a run's method: its whole configuration (the run key's fields) except tau and
+    seed (decoding seed, and the training seed of a `NAME/seedK` trainer, whose checkpoint then stands for
+    NAME's training recipe). Entries 0-7 are the fields the report reads by position; entry 8 is the rest."""
     trainer, training_seed = split_trainer(config.get("trainer"))
     model = f"training seeds of {trainer}" if training_seed is not None else config.get("model_hash")
+    plugins = tuple(json.dumps(p, sort_keys=True) if isinstance(p, dict) else p for p in config.get("plugins", []))
     return (config.get("task"), config.get("strategy"), trainer, model,
             json.dumps(_other_params(config), sort_keys=True),
-            tuple(config.get("plugins", [])), json.dumps(_decode_without_seed(config), sort_keys=True),
-            config.get("version"))
+            plugins, json.dumps(_decode_without_seed(config), sort_keys=True),
+            config.get("version"), json.dumps(_identity_rest(config), sort_keys=True))
 
 
 @attrs.frozen(kw_only=True)
@@ -187,7 +220,8 @@ class CellResult:
 
     @property
     def plugins(self) -> list[str]:
-        return list(self.config.get("plugins", []))
+        """The decision plugin files, by name."""
+        return [plugin_label(p) for p in self.config.get("plugins", [])]
 
     @property
     def method(self) -> tuple:
@@ -203,7 +237,7 @@ class CellResult:
         if self.params:
             label += " " + ",".join(f"{k}={v}" for k, v in self.params.items())
         if self.plugins:
-            label += " +" + "+".join(p.rsplit("/", 1)[-1] for p in self.plugins)
+            label += " +" + "+".join(self.plugins)
         return label
 
 
@@ -213,24 +247,61 @@ def cells_from_store(store) -> list[CellResult]:
             for run in store.runs() if run.n_samples]
 
 
+def _flat(value, prefix: str = "") -> dict[str, str]:
+    """A nested config as dotted keys -> short JSON values (for telling methods apart in labels)."""
+    if isinstance(value, dict) and value:
+        out = {}
+        for k, v in sorted(value.items()):
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    text = json.dumps(value, sort_keys=True)
+    return {prefix: text if len(text) <= 24 else text[:8] + "…"}
+
+
 def method_labels(cells: Iterable[CellResult]) -> dict[tuple, str]:
-    """Readable, unique label per method: `strategy × trainer [params] [+plugins]`, plus the decode settings
-    or the task when methods would otherwise share a label."""
+    """Readable, unique label per method: `strategy × trainer [params] [+plugins]`, plus, where methods would
+    otherwise share a label, the task or else the fields of their configurations that differ (`[precision=
+    "cpu/float64"]`, `[decode.cache="dual"]`, `[model_hash=…]`)."""
     by_method: dict[tuple, CellResult] = {}
     for c in cells:
         by_method.setdefault(c.method, c)
     labels = {m: c.base_label() for m, c in by_method.items()}
-    for extra in (lambda c: f"[{c.task}]", lambda c: "[" + ",".join(
-            f"{k}={v}" for k, v in _decode_without_seed(c.config).items() if v is not None) + "]",
-                  lambda c: f"[{c.config.get('version')}]", lambda c: f"[{str(c.config.get('model_hash'))[:8]}]"):
-        counts: dict[str, int] = {}
-        for label in labels.values():
-            counts[label] = counts.get(label, 0) + 1
-        if all(n == 1 for n in counts.values()):
+    for stage in ("task", "fields"):
+        shared: dict[str, list[tuple]] = {}
+        for m, label in labels.items():
+            shared.setdefault(label, []).append(m)
+        if all(len(ms) == 1 for ms in shared.values()):
             break
-        labels = {m: (label + " " + extra(by_method[m]) if counts[label] > 1 else label)
-                  for m, label in labels.items()}
-    return labels
+        for label, members in shared.items():
+            if len(members) == 1:
+                continue
+            if stage == "task":
+                for m in members:
+                    labels[m] = f"{label} [{by_method[m].task}]" if len({by_method[x].task for x in members}) > 1 \
+                        else label
+                continue
+            flats = {m: _flat(_identity_config(by_method[m].config)) for m in members}
+            keys = sorted({k for f in flats.values() for k in f})
+            common = {k: Counter(f.get(k, "–") for f in flats.values()).most_common(1)[0][0] for k in keys}
+            for m in members:  # what sets this method apart from the most common value of each field
+                own = sorted((f"{k}={flats[m].get(k, '–')}" for k in keys if flats[m].get(k, "–") != common[k]),
+                             key=lambda text: text.endswith("=–"))  # fields it has before fields it lacks
+                labels[m] = label + (" [" + ", ".join(own[:3]) + (", …" if len(own) > 3 else "") + "]" if own else "")
+    counts = Counter(labels.values())
+    return {m: label + (f" [{hashlib.sha256(repr(m).encode()).hexdigest()[:6]}]" if counts[label] > 1 else "")
+            for m, label in labels.items()}
+
+
+def _identity_config(config: dict) -> dict:
+    """A run's configuration without what varies inside one method (tau, seeds)."""
+    rest = json.loads(json.dumps(config))
+    rest.get("params", {}).pop(_threshold_name(config), None)
+    rest.get("params_set", {}).pop(_threshold_name(config), None)
+    rest.get("decode", {}).pop("seed", None)
+    if split_trainer(config.get("trainer"))[1] is not None:
+        rest.pop("trainer", None)
+        rest.pop("model_hash", None)
+    return rest
 
 
 def fmt_tau(tau: float | None) -> str:

@@ -19,14 +19,15 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from workbench.commands.common import (
-    add_canvas_arguments, add_placement_arguments, add_trust_argument, check_decoding_counts, decode_config, parse_sets, placed_model,
-    task_for,
+    add_canvas_arguments, add_chat_template_argument, add_placement_arguments, add_trust_argument, chat_template_for,
+    check_decoding_counts, decode_config, parse_sets, placed_model, task_for,
 )
 from workbench.commands.report import DEFAULT_REFERENCE, FORMATS, build_report, check_reference, print_table, render
 from workbench.distributed import is_main, process_group
 from workbench.evaluate import RunSpec, evaluate
 from workbench.grid import CellResult, expand, parse_list, parse_seeds, parse_taus
 from workbench.models.loading import ModelLoadError, default_model_path
+from workbench.provenance import observer_files, task_identity
 from workbench.runlock import RunBusy
 from workbench.registry import (
     StrategyParamError, available_strategies, decision_providers, make_manager, strategy_threshold_param,
@@ -59,6 +60,7 @@ def add_arguments(parser) -> None:
     dec.add_argument("--set", action="append", default=[], metavar="[STRATEGY.]NAME=VALUE",
                      help="a strategy parameter, for every strategy that has it or for one strategy")
     add_canvas_arguments(dec)
+    add_chat_template_argument(dec)
     add_placement_arguments(dec)
     dec.add_argument("--store", default="workbench-results.db", metavar="FILE",
                      help="results store; finished samples of the same configuration are reused")
@@ -150,6 +152,7 @@ def _main(args) -> int:
     hashes = {t: checkpoint_hash(p) for t, p in paths.items()}
     task_name, task = task_for(args, paths[labels[0]])
     examples = task.eval_split(args.limit or DEFAULT_LIMIT)
+    content = task_identity(task)
 
     from plugins.tracer import RevisionCounter
 
@@ -158,11 +161,12 @@ def _main(args) -> int:
         params = {**per_strategy[cell.strategy], strategy_threshold_param(cell.strategy): cell.tau}
         counter = RevisionCounter()
         manager = make_manager(cell.strategy, params=params, plugin_files=args.plugin, extra_plugins=[counter])
-        model, _, precision = models[cell.trainer]
+        model, tokenizer, precision = models[cell.trainer]
         decode = decode_config(args, model, task, seed=cell.seed)
         spec = RunSpec(strategy=cell.strategy, params=params, plugins=tuple(args.plugin), trainer=cell.trainer,
                        model=paths[cell.trainer], model_hash=hashes[cell.trainer], task=task_name, decode=decode,
-                       precision=precision)
+                       precision=precision, batch_size=args.batch_size,
+                       chat_template=chat_template_for(args, model, tokenizer), task_content=content)
         jobs.append((cell, manager, counter, spec))
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -208,4 +212,9 @@ def _main(args) -> int:
         print_table(report)
         print(f"{len(jobs)} cells x {len(examples)} samples of {task_name} in {elapsed:.1f} s "
               f"({done} reused from {args.store}); `workbench report --store {args.store}` prints this again")
+        observers = observer_files(args.plugin)
+        if observers and done:
+            print(f"observers: {', '.join(observers)} did not run on the {done} samples reused from {args.store} "
+                  f"(observers cannot change a sample, so they are not part of its key); --store NEW.db decodes all "
+                  f"with them")
     return 0

@@ -39,6 +39,7 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
                        help="KV cache: auto = exact prefix cache on block-causal models, none otherwise; "
                             "prefix/dual = Fast-dLLM approximate caches on bidirectional models")
     add_canvas_arguments(group)
+    add_chat_template_argument(group)
     add_placement_arguments(group)
     group.add_argument("--store", default="workbench-results.db", metavar="FILE",
                        help="results store; finished samples of the same configuration are reused")
@@ -56,6 +57,28 @@ def add_canvas_arguments(group) -> None:
                             "batch = one per batch (DiffusionGemma generate's draw order)")
     group.add_argument("--max-forwards", type=int, default=None, metavar="N",
                        help="forward cap per block (default: the model's, else the block size)")
+
+
+def add_chat_template_argument(group) -> None:
+    group.add_argument("--chat-template", choices=("auto", "on", "off"), default="auto",
+                       help="render each prompt as a user turn with the tokenizer's chat template: auto = when the "
+                            "model family's profile says so (LLaDA, Dream, LLaDA-2.0 instruct checkpoints) and the "
+                            "tokenizer has a template; off for base checkpoints")
+
+
+def chat_template_for(args, model, tokenizer) -> bool:
+    """Whether prompts get the tokenizer's chat template (`--chat-template`); ValueError for `on` without one."""
+    choice = getattr(args, "chat_template", "auto")
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if choice == "off":
+        return False
+    if choice == "on":
+        if not has_template:
+            raise ValueError("--chat-template on: the model's tokenizer has no chat template (a `chat_template` in "
+                             "tokenizer_config.json or a chat_template.jinja file); use --chat-template off")
+        return True
+    profile = getattr(model, "profile", None)
+    return bool(has_template and getattr(profile, "chat_template", False))
 
 
 def add_placement_arguments(group) -> None:
@@ -161,4 +184,5 @@ def decode_config(args, model, task, *, seed: int | None = None):
 
 __all__ = ["strategy_params", "task_for", "decode_config", "add_model_arguments", "add_decoding_arguments", "resolve_model", "load_model", "parse_sets",
            "add_placement_arguments", "add_canvas_arguments", "add_trust_argument", "placed_model", "check_decoding_counts",
-           "model_training_info"]
+           "model_training_info",
+           "add_chat_template_argument", "chat_template_for"]

@@ -117,6 +117,9 @@ def build_report(cells: list[CellResult], reference: str = DEFAULT_REFERENCE) ->
         rows.append({
             "_key": key, "_cells": members, "_method": first.method,
             "task": first.task, "method": labels[first.method], "strategy": first.strategy,
+            # What tells this method apart from others of the same label (`[precision="cpu/float64"]`), shown
+            # with its parameters so that no two rows of the grid look alike.
+            "distinct": labels[first.method][len(first.base_label()):].strip(),
             "trainer": first.trainer, "tau": first.tau, "params": first.params, "plugins": first.plugins,
             "seeds": sorted({c.seed for c in members}),
             "training_seeds": sorted({c.training_seed for c in members if c.training_seed is not None}),
@@ -146,7 +149,8 @@ def build_report(cells: list[CellResult], reference: str = DEFAULT_REFERENCE) ->
                       and q["trainer"] == r["trainer"] and q["_method"][3] == first.method[3]
                       and q["_method"][6] == first.method[6]
                       and (ref_tau is None or (q["tau"] is not None and abs(q["tau"] - ref_tau) < 1e-12))]
-        candidates.sort(key=lambda q: (bool(q["params"]) or bool(q["plugins"]),
+        candidates.sort(key=lambda q: (_settings_differ(q["_cells"][0].config, first.config),
+                                       bool(q["params"]) or bool(q["plugins"]),
                                        -(q["tau"] if q["tau"] is not None else -1)))
         r["reference"] = None
         r["is_reference"] = False
@@ -208,8 +212,14 @@ def _pm(mean: float | None, std: float | None, digits: int) -> str:
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
 
 
+def _settings_differ(a: dict, b: dict) -> int:
+    """How many decoding settings two runs differ in (a row's reference is sought among runs with the same)."""
+    return sum(a.get(f) != b.get(f) for f in ("precision", "batch_size", "task_content", "chat_template"))
+
+
 def _params_text(r: dict) -> str:
     parts = [f"{k}={v}" for k, v in r["params"].items()] + [f"+{p.rsplit('/', 1)[-1]}" for p in r["plugins"]]
+    parts += [r["distinct"]] if r.get("distinct") else []
     return " ".join(parts) or "–"
 
 

@@ -14,12 +14,13 @@ from contextlib import nullcontext
 
 from plugins.tracer import RevisionCounter
 from workbench.commands.common import (
-    add_decoding_arguments, add_model_arguments, check_decoding_counts, decode_config, placed_model, resolve_model,
-    strategy_params, task_for,
+    add_decoding_arguments, add_model_arguments, chat_template_for, check_decoding_counts, decode_config, placed_model,
+    resolve_model, strategy_params, task_for,
 )
 from workbench.distributed import is_main, process_group
 from workbench.evaluate import RunSpec, evaluate
 from workbench.metrics import revision_stats, summarize
+from workbench.provenance import observer_files, task_identity
 from workbench.registry import decision_providers, format_providers, make_manager
 from workbench.store import ResultsStore, checkpoint_hash
 
@@ -50,12 +51,21 @@ def prepare(args):
     decode = decode_config(args, model, task)
     spec = RunSpec(strategy=args.strategy, params=params, plugins=tuple(args.plugin), trainer=trainer,
                    model=model_path, model_hash=checkpoint_hash(model_path), task=task_name, decode=decode,
-                   precision=precision)
+                   precision=precision, batch_size=args.batch_size,
+                   chat_template=chat_template_for(args, model, tokenizer), task_content=task_identity(task))
     return model, tokenizer, task, examples, manager, spec, revisions
 
 
 def run_with_progress(args, model, tokenizer, task, examples, manager, spec, revisions):
+    """(the run's samples, how many of them were decoded now; the rest came from the store)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    decoded = 0
+
+    def advance(n: int) -> None:
+        nonlocal decoded
+        decoded += n
+        bar.advance(job, n)
 
     with ResultsStore(args.store) if is_main() else nullcontext() as store:  # rank 0 alone holds the store
         show = not (args.quiet or args.json) and sys.stderr.isatty() and is_main()
@@ -63,19 +73,19 @@ def run_with_progress(args, model, tokenizer, task, examples, manager, spec, rev
                       disable=not show, transient=True) as bar:
             job = bar.add_task("decode", total=len(examples))
             _, samples = evaluate(model, tokenizer, task, manager, spec, examples, store,
-                                  batch_size=args.batch_size, on_batch=lambda n: bar.advance(job, n),
-                                  sample_extras=revisions.extras)
-    return samples
+                                  batch_size=args.batch_size, on_batch=advance, sample_extras=revisions.extras)
+    return samples, decoded
 
 
 def main(args) -> int:
     with process_group():  # joins torchrun's group when launched by it; nothing otherwise
         model, tokenizer, task, examples, manager, spec, revisions = prepare(args)
-        samples = run_with_progress(args, model, tokenizer, task, examples, manager, spec, revisions)
+        samples, decoded = run_with_progress(args, model, tokenizer, task, examples, manager, spec, revisions)
         if not is_main():
             return 0
     summary = summarize(samples)
     revs = revision_stats(samples)
+    observers, served = observer_files(spec.plugins), len(samples) - decoded
     result = {
         "strategy": spec.strategy, "trainer": spec.trainer, "model": spec.model, "task": spec.task,
         "n": summary.n, "accuracy": summary.accuracy, "tpf": summary.tpf, "pooled_tpf": summary.pooled_tpf,
@@ -85,6 +95,7 @@ def main(args) -> int:
         "block_size": spec.decode.block_size, "gen_length": spec.decode.max_new_tokens, "store": args.store,
         "precision": spec.precision, "revisions": None if revs is None else revs.mean_revisions,
         "revisions_fixed": None if revs is None else revs.fixed, "revisions_broke": None if revs is None else revs.broke,
+        "from_store": served, "observers": observers,  # observers saw only the samples decoded now
     }
     if args.json:
         print(json.dumps(result))
@@ -104,6 +115,10 @@ def main(args) -> int:
                   "NFE_total / TPF_total count the prefill as a forward of its own (DMax, Fast-dLLM)")
     console.print(f"params: {spec.params or 'defaults'}; block {spec.decode.block_size}, "
                   f"gen {spec.decode.max_new_tokens}, {spec.precision}; per-sample results in {args.store}")
+    if observers and served:
+        console.print(f"observers: {', '.join(observers)} ran on the {decoded} samples decoded now, not on the "
+                      f"{served} read from {args.store} (decoded earlier; observers cannot change a sample, so "
+                      f"they are not part of its key); --store NEW.db decodes all with them")
     if revs is not None and revs.total_revisions:
         console.print(f"revisions: {revs.mean_revisions:.2f} per sample; they fixed {revs.fixed} answers and "
                       f"broke {revs.broke}")

@@ -13,6 +13,7 @@ from transformers import PreTrainedTokenizerFast
 
 PAD, MASK, EOS, UNK = "[PAD]", "[MASK]", "[EOS]", "[UNK]"
 PAD_ID, MASK_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+FIRST_ORDINARY_ID = 4  # ids below are the special tokens; uniform noise is drawn from the ordinary ones
 SPECIAL_TOKENS = (PAD, MASK, EOS, UNK)
 UNKNOWN_TEXT = "\ufffd"  # what decode() writes for an id outside the tokenizer's vocabulary
 # Characters of the built-in tasks and of ordinary ASCII text; order fixes the ids, so only append.
@@ -56,6 +57,17 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
 
 def encode(tokenizer: PreTrainedTokenizerFast, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerFast, text: str, chat_template: bool = False) -> list[int]:
+    """A prompt's ids: `text` as it is, or (`chat_template`) as one user turn rendered with the tokenizer's chat
+    template, followed by the assistant turn's opening (what instruct checkpoints are trained on)."""
+    if not chat_template:
+        return encode(tokenizer, text)
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                             tokenize=False)
+    # The template writes the special tokens (BOS, turn markers) itself: add none twice.
+    return tokenizer(rendered, add_special_tokens=False)["input_ids"]
 
 
 def decode(tokenizer: PreTrainedTokenizerFast, ids: list[int]) -> str:

@@ -42,6 +42,10 @@ class Task(Protocol):
     def check(self, example: Example, output: str) -> bool:
         """True when `output` (the decoded response text, specials removed) answers `example` correctly."""
 
+    # Optional: `identity() -> dict`, plain JSON data that changes whenever the examples or the checker do (a
+    # file's sha256, a generator's parameters). The results store keys runs on it (`workbench.provenance`);
+    # a task without one is keyed on its class and name only.
+
 
 def is_held_out(prompt: str, every: int = 8) -> bool:
     """Deterministic split: one prompt in `every` belongs to evaluation only (stable across processes)."""
@@ -56,6 +60,13 @@ class SyntheticTask:
 
     def make(self, rng: random.Random) -> tuple[str, str, str]:
         raise NotImplementedError
+
+    def identity(self) -> dict:
+        """Class and parameters (the attrs fields of a subclass): what the examples are generated from."""
+        cls = type(self)
+        params = (attrs.asdict(self) if attrs.has(cls)
+                  else {k: v for k, v in vars(self).items() if not k.startswith("_")})
+        return {"class": f"{cls.__module__}.{cls.__qualname__}", "params": params}
 
     def require_response_len(self, needed: int, what: str) -> None:
         """ValueError unless `response_len` holds the `needed` positions of the longest answer (`what`)."""

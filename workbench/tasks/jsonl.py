@@ -10,6 +10,7 @@ are text, as JSON says.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -87,12 +88,19 @@ class JsonlTask:
 
     def _text(self) -> str:
         data = self.path.read_bytes()
+        self.sha256 = hashlib.sha256(data).hexdigest()  # of exactly the bytes the examples come from
         try:
             return data.decode("utf-8-sig")  # a leading byte-order mark is not part of the first line
         except UnicodeDecodeError as err:
             line = data[: err.start].count(b"\n") + 1
             raise TaskFileError(f"{self.path}:{line}: not UTF-8 text (byte {data[err.start]:#04x} at offset "
                                 f"{err.start}); save the file as UTF-8") from None
+
+    def identity(self) -> dict:
+        """The file's sha256 (of the bytes the examples were read from) and how answers are checked: an edited
+        file is another task for the results store."""
+        return {"class": "jsonl", "file": self.path.name, "sha256": self.sha256, "match": self.match,
+                "response_len": self.response_len}
 
     def train_stream(self, seed: int) -> Iterator[Example]:
         import random
