@@ -10,7 +10,7 @@ import torch
 
 from trainers import TRAINERS, make_objective
 from trainers.base import answer_plus_eos_block, collate, response_logits
-from trainers.uniform import FIRST_ORDINARY_ID
+from workbench.models.tokenizer import FIRST_ORDINARY_ID
 from workbench.cli import main as cli
 from workbench.models.native import build_random_model
 from workbench.models.tokenizer import build_char_tokenizer
@@ -139,3 +139,76 @@ def test_train_set_is_recorded_and_bad_names_are_refused(tmp_path, capsys):
     assert cli(["train", "--trainer", "oput", "--set", "mask_rate=0.5", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "no parameter 'mask_rate'" in err and "mask_ratio" in err and not (tmp_path / "x").exists()
+
+
+def test_uniform_state_mode_corrupts_with_random_tokens_only(setup):
+    """mode=uniform-state: no mask anywhere, random ordinary tokens at a per-sequence rate t, loss on every
+    answer position plus the EOS block (what a model decoded from a random canvas must repair)."""
+    model, batch = setup
+    (copy,) = make_objective("uniform", mode="uniform-state").corrupt(model, batch, BLOCK,
+                                                                     torch.Generator().manual_seed(3))
+    assert not (copy.noisy == model.mask_id).any()
+    changed = copy.noisy != batch.response
+    assert changed.any() and (copy.noisy[changed] >= FIRST_ORDINARY_ID).all()
+    rates = changed.float().mean(-1)
+    assert rates.std() > 0.05  # t differs per sequence
+    assert torch.equal(copy.weights, answer_plus_eos_block(batch, BLOCK))
+
+
+def test_a_uniform_state_model_records_its_canvas_and_decodes_from_random_tokens(tmp_path, capsys):
+    out = tmp_path / "uniform-state"
+    assert cli(["train", "--trainer", "uniform", "--set", "mode=uniform-state", "--preset", "micro",
+                "--eval-limit", "2", "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "config.json").read_text())["noise"] == "uniform"
+    seen = []
+
+    from workbench.loop import generate
+    from workbench.models.loading import load_model
+    from workbench.registry import hookimpl, make_manager
+    from workbench.state import DecodeConfig
+
+    class Spy:
+        @hookimpl
+        def on_step_end(self, state):
+            seen.append(state.noise)
+
+    model, _ = load_model(out)
+    generate(model, [[5, 6]], make_manager("threshold", extra_plugins=[Spy()]), DecodeConfig(block_size=8,
+                                                                                             max_new_tokens=8))
+    assert seen and set(seen) == {"uniform"}
+
+
+@pytest.fixture(scope="module")
+def diffusion_gemma_folder(tmp_path_factory):
+    from workbench.models.diffusion_gemma import build_random_diffusion_gemma
+
+    path = tmp_path_factory.mktemp("dg-init")
+    tokenizer = build_char_tokenizer()
+    build_random_diffusion_gemma(len(tokenizer) + 6, canvas_length=8, seed=5).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_a_diffusion_gemma_model_trains_with_the_same_objective_code(diffusion_gemma_folder, tmp_path, capsys):
+    """`--init` a DiffusionGemma folder (transformers' real architecture, tiny random weights): uniform-state
+    training through its encoder-decoder layout lowers the loss, and the result loads and decodes."""
+    out = tmp_path / "dg-trained"
+    cfg = TrainConfig(trainer="uniform", trainer_params={"mode": "uniform-state"},
+                      **{**PRESETS["micro"], "steps": 20, "eval_limit": 2, "lr": 3e-3})
+    train(cfg, out, init=str(diffusion_gemma_folder), progress=False)
+    meta = json.loads((out / "training.json").read_text())
+    history = meta["loss_history"]
+    assert sum(history[-5:]) / 5 < sum(history[:5]) / 5
+    assert json.loads((out / "config.json").read_text())["model_type"] == "diffusion_gemma"
+    capsys.readouterr()
+    assert cli(["run", "--strategy", "uniform-eb", "--set", "max_denoising_steps=4", "--max-forwards", "4",
+                "--model", str(out), "--limit", "3", "--json", "--store", str(tmp_path / "r.db")]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 3
+
+
+@pytest.mark.parametrize("trainer", ["mdlm", "oput", "uniform"])
+def test_absorbing_objectives_refuse_a_model_without_a_mask_token(diffusion_gemma_folder, tmp_path, trainer):
+    cfg = TrainConfig(trainer=trainer, **{**PRESETS["micro"], "steps": 2, "eval_limit": 0})
+    with pytest.raises(ValueError, match=r"corrupts answers with the mask token, and this model has none.*"
+                                         r"mode=uniform-state"):
+        train(cfg, tmp_path / trainer, init=str(diffusion_gemma_folder), progress=False)

@@ -68,7 +68,11 @@ def response_block_ids(n: int, prompt_len: int, response_len: int, block_size: i
 
 
 def response_logits(model, batch: TrainBatch, noisy: torch.Tensor, block_size: int) -> torch.Tensor:
-    """Logits (N, R, V) at the noisy response positions, in the layout the model is decoded with."""
+    """Logits (N, R, V) at the noisy response positions, in the layout the model is decoded with. A model
+    with a layout of its own (DiffusionGemma's encoder-decoder) provides `training_logits`."""
+    own = getattr(getattr(model, "module", model), "training_logits", None)
+    if own is not None:
+        return own(batch.prompt, batch.prompt_valid, noisy, batch.response, block_size)
     n, p = batch.prompt.shape
     r = noisy.shape[1]
     device = noisy.device

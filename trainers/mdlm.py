@@ -12,6 +12,7 @@ import attrs
 import torch
 
 from trainers.base import CorruptedCopy, TrainBatch, bernoulli_mask
+from trainers.oput import require_mask_token
 
 
 @attrs.frozen(eq=False, kw_only=True)
@@ -21,6 +22,7 @@ class MDLM:
     eps: float = attrs.field(default=1e-3, validator=[attrs.validators.gt(0), attrs.validators.lt(1)])
 
     def corrupt(self, model, batch: TrainBatch, block_size: int, gen: torch.Generator) -> list[CorruptedCopy]:
+        require_mask_token(model, "mdlm")
         response = batch.response
         n = response.shape[0]
         t = self.eps + (1 - self.eps) * torch.rand(n, generator=gen, device=response.device)

@@ -15,6 +15,13 @@ import torch
 from trainers.base import CorruptedCopy, TrainBatch, answer_plus_eos_block, bernoulli_mask, response_logits
 
 
+def require_mask_token(model, trainer: str, alternative: str = "--trainer uniform --set mode=uniform-state") -> None:
+    """A clear refusal for an absorbing-state objective on a model without a mask token (DiffusionGemma)."""
+    if getattr(getattr(model, "module", model), "mask_id", None) is None:
+        raise ValueError(f"trainer {trainer} corrupts answers with the mask token, and this model has none (a "
+                         f"uniform-state model such as DiffusionGemma); train it with {alternative}")
+
+
 def masked_copy(model, batch: TrainBatch, t: float, gen: torch.Generator) -> torch.Tensor:
     response = batch.response
     rate = torch.full((response.shape[0],), t, device=response.device)
@@ -35,6 +42,7 @@ class OPUT:
     mask_ratio: float = attrs.field(default=0.75, validator=[attrs.validators.gt(0), attrs.validators.le(1)])
 
     def corrupt(self, model, batch: TrainBatch, block_size: int, gen: torch.Generator) -> list[CorruptedCopy]:
+        require_mask_token(model, "oput")
         x_m = masked_copy(model, batch, self.mask_ratio, gen)
         was_training = model.training
         model.eval()  # greedy prediction of the current policy: no dropout noise, no gradient

@@ -114,7 +114,12 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def build_model(cfg: TrainConfig, init: str | None, vocab_size: int) -> NativeDenoiser:
+def build_model(cfg: TrainConfig, init: str | None, vocab_size: int):
+    """The model to train: a native model from scratch or from `init`, or a DiffusionGemma folder (`init`)."""
+    if init and _model_type(init) == DIFFUSION_GEMMA:
+        from workbench.models.diffusion_gemma import load_diffusion_gemma
+
+        return load_diffusion_gemma(init)[0]
     if init:
         try:
             return NativeDenoiser.from_pretrained(init, local_files_only=True)
@@ -135,9 +140,29 @@ def check_init(init: str | Path, *, trust_remote_code: bool = False) -> None:
     from workbench.models.loading import read_model_config
 
     model_type = read_model_config(init, trust_remote_code=trust_remote_code).get("model_type")
-    if model_type != NativeDenoiserConfig.model_type:
+    if model_type not in (NativeDenoiserConfig.model_type, DIFFUSION_GEMMA):
         raise TrainOutputError(f"--init {init} is a {model_type or 'untyped'} checkpoint; workbench train "
-                               f"post-trains native models (folders written by `workbench train`)")
+                               f"post-trains native models (folders written by `workbench train`) and "
+                               f"DiffusionGemma folders")
+
+
+# transformers' DiffusionGemma: trained through its own layout (`DiffusionGemmaDenoiser.training_logits`).
+DIFFUSION_GEMMA = "diffusion_gemma"
+
+
+def _model_type(folder: str | Path) -> str | None:
+    config = Path(folder) / "config.json"
+    return json.loads(config.read_text()).get("model_type") if config.is_file() else None
+
+
+def _set_layout(model, cfg: TrainConfig, objective) -> None:
+    """Record in a native model's config how it decodes: its block size, and (`noise`) whether it is fed masks
+    or random tokens at open positions; other architectures keep their own config."""
+    if isinstance(model, NativeDenoiser):
+        model.config.block_size = cfg.block_size
+        decode_noise = getattr(objective, "decode_noise", None)
+        if decode_noise is not None:
+            model.config.noise = decode_noise()
 
 
 def read_checkpoint(path: Path) -> dict:
@@ -216,8 +241,8 @@ def train(cfg: TrainConfig, out: str | Path, *, init: str | None = None, progres
     task = load_task(cfg.task)
     tokenizer = load_tokenizer(init) if init else build_char_tokenizer()
     model = build_model(cfg, init, len(tokenizer)).to(device)
-    model.config.block_size = cfg.block_size
     objective = make_objective(cfg.trainer, **cfg.trainer_params)
+    _set_layout(model, cfg, objective)
     if cfg.fsdp:
         _fully_shard(model)  # before the optimizer: it must hold the sharded parameters
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -278,7 +303,7 @@ def train(cfg: TrainConfig, out: str | Path, *, init: str | None = None, progres
     if cfg.fsdp:  # gather the full weights (a collective) into a plain model for saving and evaluation
         full = _full_state(model, optimizer, cfg)[0]
         model = build_model(cfg, init, len(tokenizer))
-        model.config.block_size = cfg.block_size
+        _set_layout(model, cfg, objective)
         if rank == 0:
             model.load_state_dict(full)
     if rank == 0:
@@ -296,9 +321,21 @@ def train(cfg: TrainConfig, out: str | Path, *, init: str | None = None, progres
         if cfg.eval_limit:
             model.eval()
             with torch.no_grad():
-                rows = evaluation_rows(model, tokenizer, str(out), cfg.task, cfg.eval_limit, cfg.block_size)
+                rows = evaluation_rows(model, tokenizer, str(out), cfg.task, cfg.eval_limit, cfg.block_size,
+                                       **card_grid(model))
         write_card(out, meta, rows)
     return out
+
+
+def card_grid(model) -> dict:
+    """The model card's grid for a model decoded from random tokens: SPD needs a mask embedding there."""
+    from workbench.card import CARD_GRID
+    from workbench.loop import canvas_kind
+    from workbench.state import DecodeConfig
+
+    if canvas_kind(model, DecodeConfig()) == "uniform":
+        return {"grid": tuple((s, tau) for s, tau in CARD_GRID if s != "spd")}
+    return {}
 
 
 def _example_stream(cfg: TrainConfig, task, skip: int):

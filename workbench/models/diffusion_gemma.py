@@ -138,9 +138,11 @@ class DiffusionGemmaDenoiser(nn.Module):
                                                                cache=cache, decoder_attention_mask=attention)
 
     def decode(self, embeds: torch.Tensor, *, cache, masks: dict, positions: torch.Tensor,
-               self_conditioning: torch.Tensor | None) -> torch.Tensor:
+               self_conditioning: torch.Tensor | None, self_conditioning_mask: torch.Tensor | None = None
+               ) -> torch.Tensor:
         """Logits (b, L, V) float32 of a canvas whose input embeddings (unscaled table rows, or mixtures of
-        them) are `embeds` (b, L, D): the model's own decoder forward, LM head and soft-capping."""
+        them) are `embeds` (b, L, D): the model's own decoder forward, LM head and soft-capping.
+        `self_conditioning_mask` (b,) bool zeroes the signal of the rows set False (training)."""
         decoder = self.model.model.decoder
         real = decoder.embed_tokens
         scaled = embeds * real.embed_scale.to(real.weight.dtype)  # what the real embedding returns for ids
@@ -149,10 +151,53 @@ class DiffusionGemmaDenoiser(nn.Module):
         decoder.embed_tokens = _GivenEmbeddings(real, scaled)
         try:
             out = self.model(decoder_input_ids=dummy_ids, cache=cache, self_conditioning_logits=sc,
-                             decoder_attention_mask=masks, decoder_position_ids=positions)
+                             self_conditioning_mask=self_conditioning_mask, decoder_attention_mask=masks,
+                             decoder_position_ids=positions)
         finally:
             decoder.embed_tokens = real
         return out.logits
+
+
+    # -- training (`workbench train --init FOLDER`) ------------------------------------------------------
+    def training_logits(self, prompt: torch.Tensor, prompt_valid: torch.Tensor, noisy: torch.Tensor,
+                        clean: torch.Tensor, block_size: int) -> torch.Tensor:
+        """Logits (N, R, V) of the noisy response in DiffusionGemma's decoding layout (`trainers.base`).
+
+        Exactly as decoding runs: the encoder encodes the prompt, then for each block k the decoder denoises
+        noisy block k against the cache (prompt and clean blocks < k) and the encoder appends clean block k
+        (block by block, so the sliding-window layers keep what decoding keeps). Self-conditioning is trained
+        as the decoder's `self_conditioning_mask` intends: every other example gets the first pass's logits
+        (detached) as its signal, the others none, so both uses are learnt (no random draw: ranks stay in
+        lockstep).
+        """
+        from transformers import DynamicCache
+
+        n, p = prompt.shape
+        r, device = noisy.shape[1], prompt.device
+        valid = torch.cat([prompt_valid, torch.ones(n, r, dtype=torch.bool, device=device)], dim=1)
+        positions = position_ids_from_valid(valid)  # (N, P + R)
+        cache = DynamicCache(config=self.model.config.get_text_config(decoder=True))
+        self.encode(prompt, valid[:, :p], positions[:, :p], cache)
+        table = self.embedding_table()
+        with_signal = torch.arange(n, device=device) % 2 == 0  # (N,)
+        out = []
+        for lo in range(0, r, block_size):
+            hi = min(lo + block_size, r)
+            masks = self.decoder_masks(valid[:, :p + hi], cache, hi - lo)
+            embeds, pos = table[noisy[:, lo:hi]], positions[:, p + lo:p + hi]
+            with torch.no_grad():
+                first = self.decode(embeds, cache=cache, masks=masks, positions=pos, self_conditioning=None)
+            out.append(self.decode(embeds, cache=cache, masks=masks, positions=pos, self_conditioning=first,
+                                   self_conditioning_mask=with_signal))
+            if hi < r:
+                self.encode(clean[:, lo:hi], valid[:, :p + hi], positions[:, p + lo:p + hi], cache)
+        return torch.cat(out, dim=1)
+
+    def save_pretrained(self, path) -> None:
+        self.model.save_pretrained(path)
+
+    def num_parameters_millions(self) -> float:
+        return sum(p.numel() for p in self.model.parameters()) / 1e6
 
 
 class DiffusionGemmaRunner:
@@ -252,3 +297,4 @@ def build_random_diffusion_gemma(vocab_size: int = 128, *, canvas_length: int = 
     model.generation_config.eos_token_id = eos_token_id
     model.generation_config.pad_token_id = pad_token_id
     return model
+

@@ -34,6 +34,7 @@ class NativeDenoiserConfig(PretrainedConfig):
         eos_token_id: int = 2,
         pad_token_id: int = 0,
         initializer_range: float = 0.02,
+        noise: str = "mask",
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -48,6 +49,9 @@ class NativeDenoiserConfig(PretrainedConfig):
         self.block_size = block_size
         self.mask_token_id = mask_token_id
         self.initializer_range = initializer_range
+        # What open positions are fed when decoding with noise=auto: "mask" (absorbing-state, every model
+        # trained with a masked copy) or "uniform" (trained only on uniform noise: decoded from random tokens).
+        self.noise = noise
         super().__init__(eos_token_id=eos_token_id, pad_token_id=pad_token_id, **kwargs)
 
 
@@ -169,6 +173,16 @@ class NativeDenoiser(PreTrainedModel):
     @property
     def block_causal(self) -> bool:
         return self.config.block_causal
+
+    @property
+    def noise(self) -> str:
+        return getattr(self.config, "noise", "mask")
+
+    def noise_range(self) -> tuple[int, int]:
+        """Random tokens of a uniform-state canvas: the ordinary tokens (the uniform trainer draws the same)."""
+        from workbench.models.tokenizer import FIRST_ORDINARY_ID
+
+        return FIRST_ORDINARY_ID, self.vocab_size
 
     def embedding_table(self) -> torch.Tensor:
         return self.embed.weight
