@@ -454,25 +454,43 @@ class ResultsStore:
         ]
 
 
-# Files that define a checkpoint's behaviour: weights and configs (config.json, tokenizer.json,
-# generation_config.json...). READMEs and caches do not change what the model computes.
-_CHECKPOINT_SUFFIXES = (".safetensors", ".json")
+# What a checkpoint folder holds that cannot change the model's outputs: documentation, pictures, VCS and
+# download caches, Python bytecode, and the workbench's own training-resume state. Everything else is hashed
+# (deny-list, so a weight or tokenizer format met for the first time counts): weights of any format
+# (*.safetensors, *.bin, *.pt, *.gguf...), configs, tokenizer files (tokenizer.json, vocab.txt, merges.txt,
+# *.model), chat templates and remote-code *.py files.
+_DOC_SUFFIXES = frozenset({".md", ".rst", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".pdf", ".pyc"})
+_DOC_NAMES = ("readme", "license", "licence", "notice", "citation", "changelog", "model_card", "modelcard")
+_SKIPPED_NAMES = frozenset({"checkpoint.pt", ".gitattributes", ".gitignore"})
 _CHUNK = 1 << 20
 
 
+def hashed_files(path: str | PathLike[str]) -> list[Path]:
+    """The files of a model folder that `checkpoint_hash` covers, by relative name (see `_DOC_SUFFIXES`)."""
+    root = Path(path)
+    files = []
+    for p in root.rglob("*"):
+        rel = p.relative_to(root)
+        if not p.is_file() or any(part.startswith(".") or part == "__pycache__" for part in rel.parts[:-1]):
+            continue
+        name = p.name.lower()
+        if p.suffix.lower() in _DOC_SUFFIXES or name in _SKIPPED_NAMES or name.startswith(_DOC_NAMES):
+            continue
+        files.append(p)
+    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+
+
 def checkpoint_hash(path: str | PathLike[str]) -> str:
-    """sha256 hex over the sorted relative names and contents of the *.safetensors and *.json files of a model
-    folder (recursively). Each file contributes `name NUL size(8 bytes) content`, so no two folders collide by
-    moving bytes between files."""
+    """sha256 hex over the sorted relative names and contents of every file of a model folder (recursively)
+    that can change what the model computes: weights of any format, configs, tokenizer files, remote-code
+    Python files (`hashed_files`; READMEs, pictures and caches are left out). Each file contributes
+    `name NUL size(8 bytes) content`, so no two folders collide by moving bytes between files."""
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a model folder")
-    files = sorted(
-        (p for p in root.rglob("*") if p.is_file() and p.suffix in _CHECKPOINT_SUFFIXES),
-        key=lambda p: p.relative_to(root).as_posix(),
-    )
+    files = hashed_files(root)
     if not files:
-        raise FileNotFoundError(f"{root}: no *.safetensors or *.json files to hash")
+        raise FileNotFoundError(f"{root}: no model files to hash (only documentation)")
     h = hashlib.sha256()
     for p in files:
         h.update(p.relative_to(root).as_posix().encode("utf-8") + b"\0")

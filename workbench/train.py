@@ -35,6 +35,7 @@ from trainers.base import CorruptedCopy, TrainBatch, collate, response_logits, w
 from workbench.card import evaluation_rows, write_card
 from workbench.distill import data_record
 from workbench.distributed import local_device, mean_over_ranks, rank_rows
+from workbench.models.loading import WeightMismatchError, from_pretrained_strict
 from workbench.models.native import NativeDenoiser, NativeDenoiserConfig
 from workbench.models.tokenizer import build_char_tokenizer, load_tokenizer
 from workbench.tasks import load_task
@@ -122,7 +123,9 @@ def build_model(cfg: TrainConfig, init: str | None, vocab_size: int):
         return load_diffusion_gemma(init)[0]
     if init:
         try:
-            return NativeDenoiser.from_pretrained(init, local_files_only=True)
+            return from_pretrained_strict(NativeDenoiser, init)  # a tensor missing from the file is refused
+        except WeightMismatchError as err:
+            raise TrainOutputError(f"--init {err}") from None
         except Exception as err:  # safetensors/transformers raise many types for a damaged file
             raise TrainOutputError(f"--init {init}: cannot load its weights ({type(err).__name__}: {err}); the "
                                    f"checkpoint is damaged, copy or train it again") from None

@@ -25,7 +25,7 @@ import torch
 import transformers
 from torch import nn
 
-from workbench.models.loading import ModelLoadError, require_trust
+from workbench.models.loading import ModelLoadError, WeightMismatchError, from_pretrained_strict, require_trust
 from workbench.models.masks import decode_attention_mask, position_ids_from_valid
 from workbench.models.profiles import GENERIC_REMOTE, MASKED_LM, ModelProfile, match_profile
 
@@ -170,7 +170,7 @@ def load_adapter(path: str | Path, *, dtype: torch.dtype | None = None, device: 
         from workbench.models.native import NativeDenoiser
         from workbench.models.tokenizer import load_tokenizer
 
-        model = NativeDenoiser.from_pretrained(str(folder), local_files_only=True)
+        model = from_pretrained_strict(NativeDenoiser, folder)
         return _place(model, dtype, device), load_tokenizer(folder)
 
     remote = "auto_map" in raw
@@ -208,7 +208,9 @@ def _load_masked_lm(folder: Path, tokenizer, dtype, hard_token_only: bool) -> Tr
     if mask_id is None:
         raise _no_mask_token(folder)
     try:
-        model = transformers.AutoModelForMaskedLM.from_pretrained(str(folder), local_files_only=True, dtype=dtype)
+        model = from_pretrained_strict(transformers.AutoModelForMaskedLM, folder, dtype=dtype)
+    except WeightMismatchError:
+        raise
     except Exception as err:
         raise AdapterError(f"{folder}: cannot load it as a transformers masked LM ({type(err).__name__}: {err}). "
                            f"Built-in architectures need a masked-LM head (BERT, RoBERTa, ModernBERT...); "
@@ -245,7 +247,9 @@ def _load_remote(folder: Path, raw: dict, tokenizer, dtype, hard_token_only: boo
     pad_id = _first_id(tokenizer.pad_token_id, config.pad_token_id, eos_id)
     auto_key = _auto_class(raw, profile)
     try:
-        model = getattr(transformers, auto_key).from_pretrained(str(folder), dtype=dtype, **common)
+        model = from_pretrained_strict(getattr(transformers, auto_key), folder, dtype=dtype, trust_remote_code=True)
+    except WeightMismatchError:
+        raise
     except Exception as err:
         raise AdapterError(f"{folder}: the remote code failed to load via {auto_key} ({type(err).__name__}: {err}); "
                            f"check the modelling files beside config.json and the transformers version they "

@@ -81,6 +81,43 @@ def require_trust(path: Path, raw: dict, trust_remote_code: bool) -> None:
             f"never need it")
 
 
+class WeightMismatchError(ModelLoadError):
+    """A checkpoint whose tensors do not fill the model: loading it would leave weights at random values."""
+
+
+def _names(keys, limit: int = 8) -> str:
+    keys = sorted(keys)
+    return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def check_loading_info(path: str | Path, info: dict) -> None:
+    """WeightMismatchError naming the tensors when `from_pretrained(..., output_loading_info=True)` reports
+    missing or mis-shaped ones (transformers would initialise them at random and say so only in a log line).
+    Unexpected tensors alone change nothing the model computes (every weight came from the file): a warning."""
+    missing, unexpected = set(info.get("missing_keys") or ()), set(info.get("unexpected_keys") or ())
+    mismatched = {k[0] if isinstance(k, (tuple, list)) else k for k in info.get("mismatched_keys") or ()}
+    if missing or mismatched:
+        parts = ([f"missing {_names(missing)}"] if missing else []) + (
+            [f"of another shape {_names(mismatched)}"] if mismatched else []) + (
+            [f"not in the model {_names(unexpected)}"] if unexpected else [])
+        raise WeightMismatchError(
+            f"{path}: the checkpoint's tensors do not match the model ({'; '.join(parts)}), so those weights would "
+            f"be random and every number wrong. The weights file is incomplete or from another architecture or "
+            f"version: copy the folder again, or convert it to this config")
+    if unexpected:
+        import warnings
+
+        warnings.warn(f"{path}: tensors the model does not use were ignored: {_names(unexpected)}", stacklevel=3)
+
+
+def from_pretrained_strict(cls, path: str | Path, **kwargs):
+    """`cls.from_pretrained(path, local_files_only=True, **kwargs)`, refused (`check_loading_info`) when the
+    checkpoint leaves any weight of the model unfilled."""
+    model, info = cls.from_pretrained(str(path), local_files_only=True, output_loading_info=True, **kwargs)
+    check_loading_info(path, info)
+    return model
+
+
 def load_model(path: str | Path, *, dtype=None, trust_remote_code: bool = False):
     """(denoiser, tokenizer) from a local folder; raises ModelLoadError with a fix on bad input.
 
@@ -93,7 +130,9 @@ def load_model(path: str | Path, *, dtype=None, trust_remote_code: bool = False)
         from workbench.models.tokenizer import load_tokenizer
 
         try:
-            model = NativeDenoiser.from_pretrained(str(path), local_files_only=True)
+            model = from_pretrained_strict(NativeDenoiser, path)
+        except WeightMismatchError:
+            raise
         except Exception as err:  # safetensors/transformers raise many types for a damaged file
             raise ModelLoadError(f"cannot load the weights in {path}: {err}; the checkpoint is corrupt, "
                                  f"retrain or copy it again") from None
