@@ -137,3 +137,14 @@ def test_the_console_script_runs_the_main_job(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "accuracy" in done.stdout and "decisions: embed_state=spd" in done.stdout
+
+
+def test_masked_outputs_are_said_in_the_summary_and_the_json(tmp_path, capsys):
+    """DMax's fill_at_cap=false leaves positions masked at the forward cap: the run says how many."""
+    store = str(tmp_path / "r.db")
+    args = ["run", "--strategy", "hard", "--trainer", "base", "--set", "fill_at_cap=false", "--set", "tau_dec=1.0",
+            "--max-forwards", "2", "--limit", "8", "--store", store]
+    result = run_json(capsys, *args[1:])
+    assert result["unfilled_samples"] > 0 and result["unfilled_positions"] >= result["unfilled_samples"]
+    assert cli(args) == 0
+    assert "positions masked" in " ".join(capsys.readouterr().out.split())

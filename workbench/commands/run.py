@@ -86,6 +86,8 @@ def main(args) -> int:
     summary = summarize(samples)
     revs = revision_stats(samples)
     observers, served = observer_files(spec.plugins), len(samples) - decoded
+    # Positions a strategy left masked (DMax's fill_at_cap=false, mask_logit=keep): said, never hidden.
+    unfilled = [s.extras.get("unfilled", 0) for s in samples]
     result = {
         "strategy": spec.strategy, "trainer": spec.trainer, "model": spec.model, "task": spec.task,
         "n": summary.n, "accuracy": summary.accuracy, "tpf": summary.tpf, "pooled_tpf": summary.pooled_tpf,
@@ -96,6 +98,7 @@ def main(args) -> int:
         "precision": spec.precision, "revisions": None if revs is None else revs.mean_revisions,
         "revisions_fixed": None if revs is None else revs.fixed, "revisions_broke": None if revs is None else revs.broke,
         "from_store": served, "observers": observers,  # observers saw only the samples decoded now
+        "unfilled_samples": sum(1 for u in unfilled if u), "unfilled_positions": sum(unfilled),
     }
     if args.json:
         print(json.dumps(result))
@@ -122,4 +125,9 @@ def main(args) -> int:
     if revs is not None and revs.total_revisions:
         console.print(f"revisions: {revs.mean_revisions:.2f} per sample; they fixed {revs.fixed} answers and "
                       f"broke {revs.broke}")
+    if result["unfilled_positions"]:
+        console.print(f"[yellow]masked output:[/] {result['unfilled_samples']} samples kept "
+                      f"{result['unfilled_positions']} positions masked (the strategy leaves positions open at the "
+                      f"forward cap or commits MASK predictions: fill_at_cap=false / mask_logit=keep); they count "
+                      f"as generated tokens and their text is empty")
     return 0
