@@ -71,6 +71,8 @@ def main() -> None:
     parser.add_argument("--canvas", type=int, default=8)
     parser.add_argument("--new", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10, help="max_denoising_steps")
+    parser.add_argument("--confidence", type=float, default=4.0,
+                        help="confidence_threshold (mean entropy); a random model stops early only when it is high")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=10, help="decodes per setting (one seed each)")
     parser.add_argument("--repeats", type=int, default=3)
@@ -79,7 +81,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model = build_random_diffusion_gemma(args.vocab, canvas_length=args.canvas, seed=1)
     denoiser = DiffusionGemmaDenoiser(model)
-    settings = dict(max_denoising_steps=args.steps, stability_threshold=1, confidence_threshold=4.0)
+    settings = dict(max_denoising_steps=args.steps, stability_threshold=1, confidence_threshold=args.confidence)
     print(f"{C.machine()}; DiffusionGemma {sum(p.numel() for p in model.parameters()) / 1e3:.0f}k params, vocab "
           f"{args.vocab}, canvas {args.canvas}, {args.new} new tokens, {settings}")
     print("| rows | stream | identical tokens | identical rows | identical rows, batches without an early end "
