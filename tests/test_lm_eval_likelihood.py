@@ -21,7 +21,7 @@ from workbench.harness.likelihood import (
 )
 from workbench.loop import generate
 from workbench.models.native import build_random_model
-from workbench.registry import make_manager
+from workbench.registry import hookimpl, make_manager
 from workbench.state import DecodeConfig
 
 # Ids of real tokens of the tiny models (vocab 24; 0-3 are PAD, MASK, EOS, UNK).
@@ -92,10 +92,20 @@ def test_value_depends_on_the_seed_only(model):
     assert elbo(model, CONTEXT, [], **kwargs) == 0.0
 
 
+class MostConfidentOnly:
+    """Promotes the one most confident open position of each row per step: greedy one-by-one decoding."""
+
+    @hookimpl
+    def promote(self, state):
+        open_ = state.open_masks  # (B, L)
+        best = state.conf.where(open_, -1.0).argmax(-1, keepdim=True)  # (B, 1)
+        return torch.zeros_like(open_).scatter_(1, best, open_.any(-1, keepdim=True))
+
+
 def test_is_greedy_agrees_with_one_by_one_decoding_in_the_loop(model):
-    """Threshold at tau 1 promotes nothing by itself, so the loop's fallback decodes one most confident
-    position per forward: the greedy continuation `is_greedy` must recognise, and no other."""
-    manager = make_manager("threshold", params={"tau": 1.0})
+    """The real loop decoding one most confident position per forward gives the greedy continuation, which
+    `is_greedy` must recognise, and no other."""
+    manager = make_manager("threshold", named_plugins=[("one-by-one", MostConfidentOnly())])
     checked = 0
     for shift in range(8):
         prompt = [(t + shift) % 19 + 4 for t in CONTEXT]

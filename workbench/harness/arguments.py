@@ -200,10 +200,15 @@ class HarnessSetup:
         return decode_config(args, self.model, SimpleNamespace(response_len=gen_length))
 
     def spec(self, task: str, gen_length: int, temperature: float) -> RunSpec:
-        """The run that records the samples of lm-eval task `task` decoded with these settings."""
+        """The run that records the samples of lm-eval task `task` decoded with these settings.
+
+        lm-eval renders chat templates itself, so the prompts reach the run already rendered."""
+        # The batch size keys a run where RunSpec has the field (as `workbench run` keys it).
+        keyed = {"batch_size": self.args.batch_size} if "batch_size" in attrs.fields_dict(RunSpec) else {}
         return RunSpec(strategy=self.args.strategy, params=self.params, plugins=tuple(self.args.plugin),
                        trainer=self.trainer, model=self.model_path, model_hash=self.model_hash,
-                       task=task, decode=self.decode_config(gen_length, temperature), precision=self.precision)
+                       task=task, decode=self.decode_config(gen_length, temperature), precision=self.precision,
+                       **keyed)
 
 
 def setup_from_model_args(kwargs: dict[str, Any]) -> HarnessSetup:

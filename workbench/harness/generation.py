@@ -108,12 +108,9 @@ class _Judge:
         return judge(self._check, sample.request.doc, cut_at_stop(output, sample.request.until))[0]
 
 
-def _refuse_stale(store: ResultsStore, key: str | None, task: str, samples: dict[int, _Sample],
-                  records: Sequence | None = None) -> None:
-    """StalePromptError when a stored sample (of run `key`, or among `records`) has another prompt."""
-    if records is None:
-        records = store.samples(key)  # [] for a run not in the store yet
-    for record in records:
+def _refuse_stale(store: ResultsStore, key: str, task: str, samples: dict[int, _Sample]) -> None:
+    """StalePromptError when a stored sample of run `key` has another prompt than the request of its id."""
+    for record in store.samples(key):  # none for a run not in the store yet
         sample = samples.get(record.index)
         if sample is not None and record.prompt != sample.prompt:
             raise StalePromptError(
@@ -160,7 +157,6 @@ def generate_until(setup, requests: Sequence[GenRequest], *,
             _, records = evaluate(setup.model, setup.tokenizer, _Judge(check), setup.manager, spec,
                                   list(samples.values()), store, batch_size=setup.args.batch_size,
                                   on_batch=on_batch, sample_extras=extras)
-            _refuse_stale(store, None, spec.task, samples, records)  # in case evaluate keyed the run otherwise
             outputs = {r.index: r.output for r in records}
             for i in members:
                 answers[i] = cut_at_stop(outputs[uids[i]], requests[i].until)
