@@ -2,7 +2,7 @@
 
 - `summarize`: accuracy, TPF (mean over samples and pooled), TPS, NFE and tokens of one run, and NFE / TPF
   with the prefill counted as its own forward (`nfe_total`, `tpf_total`: the DMax / Fast-dLLM convention).
-- `aup`, `aup_by_method`: Accuracy Under Parallelism (d3LLM), exactly as ALGORITHMS.md, "Metrics".
+- `aup`, `aup_by_method`: Accuracy Under Parallelism (d3LLM), exactly as docs/algorithms.md, "AUP".
 - `mcnemar_exact`, `paired_bootstrap`, `compare_paired`: two cells decoded on the same samples.
 - `mean_std_over_seeds`, `revision_stats`: aggregation helpers.
 
