@@ -185,14 +185,14 @@ def test_chat_template_applied_when_the_tokenizer_has_one(manager, tmp_path):
 
 
 def test_a_stored_sample_of_another_prompt_is_refused_not_reused(manager, tmp_path):
-    from workbench.harness.generation import StalePromptError
+    from workbench.evaluate import StaleSamplesError
 
     store = tmp_path / "r.db"
     lm = WorkbenchLM(trainer="oput", strategy="threshold", tau=0.95, store=str(store))
     lm_evaluate(lm, ["workbench_choice_gen"], manager, limit=4)
     lm.tokenizer.chat_template = "{% for m in messages %}[{{ m['content'] }}]{% endfor %}"
-    with pytest.raises(StalePromptError, match=r"holds sample 0 of run lm-eval:workbench_choice_gen .*another "
-                                               r"prompt.*store=NEW.db"):
+    with pytest.raises(StaleSamplesError, match=r"holds sample 0 with the prompt '57466307=' but the task now "
+                                                r"gives '\[57466307=\]'"):
         lm_evaluate(lm, ["workbench_choice_gen"], manager, limit=4, apply_chat_template=True)
     assert len(stored(store, "lm-eval:workbench_choice_gen")) == 4  # nothing decoded, nothing overwritten
 

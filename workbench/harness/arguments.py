@@ -203,12 +203,10 @@ class HarnessSetup:
         """The run that records the samples of lm-eval task `task` decoded with these settings.
 
         lm-eval renders chat templates itself, so the prompts reach the run already rendered."""
-        # The batch size keys a run where RunSpec has the field (as `workbench run` keys it).
-        keyed = {"batch_size": self.args.batch_size} if "batch_size" in attrs.fields_dict(RunSpec) else {}
         return RunSpec(strategy=self.args.strategy, params=self.params, plugins=tuple(self.args.plugin),
                        trainer=self.trainer, model=self.model_path, model_hash=self.model_hash,
                        task=task, decode=self.decode_config(gen_length, temperature), precision=self.precision,
-                       **keyed)
+                       batch_size=self.args.batch_size)
 
 
 def setup_from_model_args(kwargs: dict[str, Any]) -> HarnessSetup:

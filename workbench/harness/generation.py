@@ -12,7 +12,8 @@ lm-eval asks for several answers per document), the id `workbench run` gives an 
 split. So a local copy of a workbench task's held-out set decodes exactly as `workbench run` does, per-sample
 random draws included (`DecodeConfig.rng`). A stored sample is reused only for the same prompt: when the
 store holds an id of the run with another prompt (more few-shot examples, a chat template, another task
-version), the harness stops before decoding (`StalePromptError`) instead of answering with a stale sample.
+version), `evaluate` stops before decoding (`workbench.evaluate.StaleSamplesError`) instead of answering
+with a stale sample.
 Requests without document ids, or with several prompts for one document, get ids hashed from their content.
 Within a group the requests are decoded in id order, batch by batch, as `workbench run` decodes a task.
 
@@ -32,8 +33,7 @@ import attrs
 
 from workbench.evaluate import evaluate
 from workbench.harness.checks import Check, judge, make_check
-from workbench.registry import decision_providers
-from workbench.store import ResultsStore, config_key
+from workbench.store import ResultsStore
 
 TASK_PREFIX = "lm-eval:"
 
@@ -64,10 +64,6 @@ class _Sample:
     prompt: str
     final: str | None
     request: GenRequest
-
-
-class StalePromptError(ValueError):
-    """The results store holds a sample of this run with the same id but another prompt."""
 
 
 def content_uid(req: GenRequest) -> int:
@@ -108,18 +104,6 @@ class _Judge:
         return judge(self._check, sample.request.doc, cut_at_stop(output, sample.request.until))[0]
 
 
-def _refuse_stale(store: ResultsStore, key: str, task: str, samples: dict[int, _Sample]) -> None:
-    """StalePromptError when a stored sample of run `key` has another prompt than the request of its id."""
-    for record in store.samples(key):  # none for a run not in the store yet
-        sample = samples.get(record.index)
-        if sample is not None and record.prompt != sample.prompt:
-            raise StalePromptError(
-                f"{store.path} holds sample {record.index} of run {task} (same model, strategy and settings) "
-                f"decoded from another prompt: {record.prompt[:60]!r} instead of {sample.prompt[:60]!r}; the "
-                f"task's prompts changed (few-shot examples, chat template, task version?). Pass store=NEW.db "
-                f"to keep both, or move {store.path} away")
-
-
 def settings_of(setup, req: GenRequest) -> tuple[int, float]:
     """(generation length, temperature) a request is decoded with: the model arguments', else the request's."""
     gen = setup.user_gen_length if setup.user_gen_length is not None else req.max_gen_toks
@@ -148,9 +132,6 @@ def generate_until(setup, requests: Sequence[GenRequest], *,
                 if uids[i] not in samples:  # the very same request twice is decoded once
                     req = requests[i]
                     samples[uids[i]] = _Sample(uids[i], req.context, judge(check, req.doc, "")[1], req)
-            key = config_key(spec.config(decision_providers(setup.manager)))  # the run key `evaluate` uses
-            _refuse_stale(store, key, spec.task, samples)
-
             def extras(row: int) -> dict:
                 return {**setup.revisions.extras(row), "checked": check is not None}
 
