@@ -5,6 +5,7 @@
 - `generation`: `generate_until` requests decoded and recorded through `workbench.evaluate`;
 - `likelihood`: the Monte-Carlo ELBO behind `loglikelihood` / `loglikelihood_rolling`;
 - `checks`: optional answer checks, so the results store knows which generated answers were right;
+- `local_tasks`: a workbench task's held-out set as a local lm-eval task folder (tests, offline demos);
 - `autoload`: `lm_eval --model workbench` with lm-eval releases that do not read entry points.
 
 Importing this package imports neither lm-eval nor torch models: `autoload` runs at interpreter start-up.

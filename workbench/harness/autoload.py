@@ -25,7 +25,7 @@ def register() -> bool:
     """Put the placeholder into lm-eval's model registry unless the name is taken; True when added now.
 
     No-op (False) without lm-eval, or with a release older than its `Registry` (0.4.10), or when the
-    registry already knows the name (an entry point discovered it, or a previous call).
+    registry already knows the name (a previous call, or lm-eval itself).
     """
     try:
         import lm_eval.models  # noqa: F401  built-ins first: lm-eval adds them only to an empty registry

@@ -132,6 +132,7 @@ def generate_until(setup, requests: Sequence[GenRequest], *,
                 if uids[i] not in samples:  # the very same request twice is decoded once
                     req = requests[i]
                     samples[uids[i]] = _Sample(uids[i], req.context, judge(check, req.doc, "")[1], req)
+
             def extras(row: int) -> dict:
                 return {**setup.revisions.extras(row), "checked": check is not None}
 
