@@ -17,8 +17,8 @@ from transformers import PreTrainedTokenizerFast
 
 from workbench.models.adapters import AdapterError, HardTokenOnly, embeds_to_ids, load_adapter
 from workbench.models.base import Denoiser
-from workbench.models.profiles import (DREAM, GENERIC_REMOTE, LLADA, LLADA2, LLADA2_EOS_ID, LLADA2_MASK_ID,
-                                      LLADA_MASK_ID, match_profile)
+from workbench.models.profiles import (DREAM, GENERIC_REMOTE, LLADA, LLADA2, LLADA2_MASK_ID, LLADA_MASK_ID,
+                                      match_profile)
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 PAD, UNK, CLS, SEP, MASK = range(5)
@@ -182,12 +182,13 @@ def test_profiles_match_on_model_type_then_architecture():
     assert match_profile("unknown", ["Nope"]) is None and LLADA2.block_causal and DREAM.logits_shift
 
 
-def test_remote_llada_profile(tmp_path):
-    # LLaDA's mask id is fixed by the profile, so the tiny model needs LLaDA's vocabulary size.
-    folder = write_remote(tmp_path / "llada", "llada", vocab_size=LLADA_MASK_ID + 128)
-    with pytest.warns(UserWarning, match="tokenizer mask id 4 differs from 126336"):
-        adapter, _ = load_adapter(folder, trust_remote_code=True)
+def test_remote_llada_profile_falls_back_to_its_mask_id(tmp_path):
+    # Neither config.json nor the tokenizer names a mask: the profile's constant (LLaDA's reserved 126336).
+    folder = write_remote(tmp_path / "llada", "llada", vocab_size=LLADA_MASK_ID + 128,
+                          tokenizer=tiny_tokenizer(with_mask=False))
+    adapter, _ = load_adapter(folder, trust_remote_code=True)
     assert adapter.profile is LLADA and adapter.mask_id == LLADA_MASK_ID and not adapter.block_causal
+    assert adapter.eos_id == SEP  # config.json's eos_token_id before the profile's
     ids = torch.tensor([[CLS, 5, 6, LLADA_MASK_ID, SEP]])
     logits = forward(adapter, ids)
     assert logits.shape == (1, 5, LLADA_MASK_ID + 128)
@@ -212,7 +213,7 @@ def test_remote_llada2_profile_is_block_causal(tmp_path):
                           tokenizer=tiny_tokenizer(with_mask=False))
     adapter, _ = load_adapter(folder, trust_remote_code=True)
     assert adapter.profile is LLADA2 and adapter.block_causal
-    assert (adapter.mask_id, adapter.eos_id) == (LLADA2_MASK_ID, LLADA2_EOS_ID)
+    assert (adapter.mask_id, adapter.eos_id) == (LLADA2_MASK_ID, SEP)  # the config's EOS, the profile's mask
     ids = torch.tensor([[CLS, 5, 6, 7, 8, 9], [CLS, 5, 6, 7, 10, 11]])  # rows differ only in block 2
     block_ids = torch.tensor([[0, 0, 1, 1, 2, 2]] * 2)
     with torch.no_grad():

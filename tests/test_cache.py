@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from workbench.cache import (BlockCausalCache, CanvasRunner, FastDllmCache, KVCache, make_runner,
-                             resolve_mode, running_index)
+                             resolve_mode, running_index, CacheUnavailable)
 from workbench.loop import generate
 from workbench.models.native import build_random_model
 from workbench.properties import ScriptedDenoiser
@@ -138,7 +138,8 @@ def test_fast_dllm_refresh_schedule(mode):
     fake = RecordingFake()
     config = DecodeConfig(block_size=4, max_new_tokens=8, cache=mode)
     # tau = 1: one token per step, so each block of 4 takes 4 forwards.
-    result = generate(fake, [[5, 6, 7]], make_manager("threshold", params={"tau": 1.0}), config)[0]
+    # margin 0: only exact ties of the best position, which this fake does not produce
+    result = generate(fake, [[5, 6, 7]], make_manager("threshold", params={"tau": 1.0, "margin": 0.0}), config)[0]
     total, calls = 3 + 8, fake.calls
     assert result.block_steps == [4, 4] and result.nfe == len(calls) == 8
     for block, (lo, hi) in enumerate([(3, 7), (7, 11)]):
@@ -167,8 +168,10 @@ def test_runner_choice():
     assert type(make_runner(bidir)) is CanvasRunner  # approximate caches only on request
     assert make_runner(bidir, "prefix").mode == "prefix" and make_runner(bidir, "dual").mode == "dual"
     assert isinstance(make_runner(bidir, "dual"), FastDllmCache)
-    for mode in ("auto", "prefix", "dual"):  # no cache API: falls back to none
-        assert resolve_mode(scripted, mode) == "none" and type(make_runner(scripted, mode)) is CanvasRunner
+    assert resolve_mode(scripted, "auto") == "none" and type(make_runner(scripted, "auto")) is CanvasRunner
+    for mode in ("prefix", "dual"):  # no cache API: refused, never silently none
+        with pytest.raises(CacheUnavailable, match=f"--cache {mode}: ScriptedDenoiser has no key/value cache"):
+            make_runner(scripted, mode)
     with pytest.raises(ValueError):
         resolve_mode(causal, "full")
     with pytest.raises(ValueError):

@@ -21,7 +21,9 @@ Modes (`DecodeConfig.cache`, `make_runner`):
   the block; the future mask positions' keys/values come from the block-start forward. On a block-causal
   model `dual` is the exact prefix cache (the future is invisible there).
 - `auto`: the exact cache where it is exact (block-causal models with a cache API), `none` otherwise.
-  A model without `denoise_kv` (the transformers adapters, scripted test models) always runs `none`.
+  A model without `denoise_kv` (the transformers adapters, scripted test models) runs `none` for `auto`, and
+  refuses `prefix` / `dual` (`CacheUnavailable`): a requested cache is done or refused, never dropped silently.
+  `workbench run` keys a run on the mode actually used (`resolve_mode`), not on the one asked for.
 
 Batches. Prompts are LEFT-padded to the longest one (padding invalid: never attended to, skipped by
 position ids). Left padding puts every row's block k at the same canvas columns, so a block is one slice
@@ -264,11 +266,23 @@ def supports_cache(model: object) -> bool:
     return callable(getattr(model, "denoise_kv", None))
 
 
+class CacheUnavailable(ValueError):
+    """A cache mode asked for that the model cannot run; the message names the model and what to do."""
+
+
 def resolve_mode(model: Denoiser, cache: str = "auto") -> str:
     """The mode a model actually runs for the requested one: `none`, `prefix` (exact when the model is
-    block-causal) or `dual` (bidirectional only)."""
+    block-causal) or `dual` (bidirectional only). CacheUnavailable for `prefix` / `dual` on a model without a
+    key/value cache API."""
     if cache not in CACHE_MODES:
         raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
+    if cache in ("prefix", "dual") and not supports_cache(model):
+        folder = getattr(model, "folder", None)
+        raise CacheUnavailable(
+            f"--cache {cache}: {type(model).__name__}{f' ({folder})' if folder else ''} has no key/value cache the "
+            f"workbench can drive (a checkpoint run through its own transformers code), so the cache would be "
+            f"ignored; decode with --cache none (or auto). LLaDA checkpoints whose weights map onto the native "
+            f"model load into it and run every cache mode (workbench/models/conversion.py)")
     if cache == "none" or not supports_cache(model):
         return "none"
     if model.block_causal:

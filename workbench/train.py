@@ -121,6 +121,13 @@ def build_model(cfg: TrainConfig, init: str | None, vocab_size: int):
         from workbench.models.diffusion_gemma import load_diffusion_gemma
 
         return load_diffusion_gemma(init)[0]
+    if init and _model_type(init) == LLADA:  # weights mapped onto the native model (models/conversion.py)
+        from workbench.models.adapters import AdapterError, load_llada_native
+
+        try:
+            return load_llada_native(init, trust_remote_code=True).float()  # check_init asked for the trust
+        except AdapterError as err:
+            raise TrainOutputError(f"--init {err}") from None
     if init:
         try:
             return from_pretrained_strict(NativeDenoiser, init)  # a tensor missing from the file is refused
@@ -142,7 +149,17 @@ def check_init(init: str | Path, *, trust_remote_code: bool = False) -> None:
     """TrainOutputError / ModelLoadError unless `init` is a local folder holding a native model."""
     from workbench.models.loading import read_model_config
 
-    model_type = read_model_config(init, trust_remote_code=trust_remote_code).get("model_type")
+    raw = read_model_config(init, trust_remote_code=trust_remote_code)
+    model_type = raw.get("model_type")
+    if model_type == LLADA:
+        from workbench.models.conversion import llada_mapping
+
+        if llada_mapping(raw):  # only a native model can be post-trained; the rest has no training layout here
+            raise TrainOutputError(f"--init {init}: this LLaDA checkpoint does not map onto the native model "
+                                   f"({'; '.join(llada_mapping(raw))}), the only form of LLaDA workbench train "
+                                   f"post-trains; LLaDA-8B-style folders (llama blocks, RMSNorm, RoPE, SiLU, no "
+                                   f"biases, no grouped-query attention) do")
+        return
     if model_type not in (NativeDenoiserConfig.model_type, DIFFUSION_GEMMA):
         raise TrainOutputError(f"--init {init} is a {model_type or 'untyped'} checkpoint; workbench train "
                                f"post-trains native models (folders written by `workbench train`) and "
@@ -151,6 +168,7 @@ def check_init(init: str | Path, *, trust_remote_code: bool = False) -> None:
 
 # transformers' DiffusionGemma: trained through its own layout (`DiffusionGemmaDenoiser.training_logits`).
 DIFFUSION_GEMMA = "diffusion_gemma"
+LLADA = "llada"  # LLaDA checkpoints whose weights map onto the native model
 
 
 def _model_type(folder: str | Path) -> str | None:

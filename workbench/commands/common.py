@@ -161,6 +161,17 @@ def check_decoding_counts(args) -> None:
     check_positive(getattr(args, "limit", None), "--limit", "examples")
 
 
+def cache_mode(model, asked: str) -> str:
+    """The cache mode the model runs for `--cache asked` (what the run is keyed on): `auto` resolved to `none` or
+    `prefix`; `prefix` / `dual` refused (CacheUnavailable, exit 2) where the model cannot do them. A model that
+    brings its own runner (DiffusionGemma) keeps the asked mode: its runner decides."""
+    from workbench.cache import resolve_mode
+
+    if callable(getattr(model, "make_runner", None)):
+        return asked
+    return resolve_mode(model, asked)
+
+
 def decode_config(args, model, task, *, seed: int | None = None):
     """DecodeConfig from the decoding arguments; block size defaults to the model's own. `seed` overrides
     --seed (ablate's cells each carry one of --seeds)."""
@@ -178,7 +189,7 @@ def decode_config(args, model, task, *, seed: int | None = None):
     return DecodeConfig(block_size=block, max_new_tokens=gen_length,
                         max_forwards_per_block=cap if cap is not None else own.get("max_forwards_per_block"),
                         temperature=args.temperature, seed=args.seed if seed is None else seed,
-                        cache=getattr(args, "cache", "auto"), noise=getattr(args, "noise", "auto"),
+                        cache=cache_mode(model, getattr(args, "cache", "auto")), noise=getattr(args, "noise", "auto"),
                         rng=getattr(args, "rng", "sample"))
 
 

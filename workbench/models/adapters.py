@@ -4,9 +4,22 @@
 - built-in architectures (no `auto_map`): `AutoModelForMaskedLM` (BERT, RoBERTa, DistilBERT, ModernBERT...),
   bidirectional, special ids from the tokenizer ([MASK]; [SEP] or EOS; [PAD]);
 - remote-code checkpoints (`auto_map` in config.json): loaded only when the caller passes
-  `trust_remote_code=True` (their modelling files run in this process), from the folder, and driven as the
-  family profile in profiles.py says (LLaDA, Dream, LLaDA-2.0 / DMax, else generic).
+  `trust_remote_code=True`. A LLaDA folder whose weights map onto the native model is loaded into it
+  (`workbench.models.conversion`; `native=False` runs its own code instead); any other runs its modelling files
+  in this process, driven as the family profile in profiles.py says (LLaDA, Dream, LLaDA-2.0 / DMax, else
+  generic). Special ids come from config.json first, then the tokenizer, then the profile.
 Nothing is fetched from a hub: every transformers call passes `local_files_only=True`.
+
+Remote code written for transformers 4 loads as downloaded (`transformers4_compatible`, never by editing the
+folder's files): a model class that never calls `post_init()` gets it called after its own `__init__` (transformers
+5 reads `all_tied_weights_keys`, which `post_init` sets), and a `tie_weights()` without parameters is called
+without the `missing_keys` / `recompute_mapping` arguments transformers 5 passes. A package the code imports
+that is not installed (LLaDA's file as Fast-dLLM ships it imports einops) is named with the extra that installs
+it: `pip install 'dllm-workbench[llada]'`.
+
+Padding: a family whose attention ignores its mask (LLaDA's published code) is forwarded one prompt length at a
+time, each group without padding columns, so a row's logits do not depend on the other prompts of its batch
+(`TransformersDenoiser.denoise`); NFE per row is unchanged, the cost is one forward per distinct prompt length.
 
 A model whose forward takes no `inputs_embeds` cannot receive soft inputs (SPD's hybrid embeddings). With
 `hard_token_only=True` it is wrapped in `HardTokenOnly`, which maps every input embedding back to the
@@ -17,8 +30,10 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import attrs
 import torch
@@ -27,10 +42,12 @@ from torch import nn
 
 from workbench.models.loading import ModelLoadError, WeightMismatchError, from_pretrained_strict, require_trust
 from workbench.models.masks import decode_attention_mask, position_ids_from_valid
-from workbench.models.profiles import GENERIC_REMOTE, MASKED_LM, ModelProfile, match_profile
+from workbench.models.profiles import GENERIC_REMOTE, LLADA, MASKED_LM, ModelProfile, match_profile
 
 HARD_TOKEN_STRATEGIES = "threshold, hierarchical, hard"
 _ROWS_PER_LOOKUP = 256  # rows of (rows, V) distance matrix per chunk in HardTokenOnly: bounded memory
+# Packages the published modelling files of the supported families import, and the extra that installs them.
+EXTRAS = {"einops": "llada"}
 
 
 class AdapterError(ValueError):
@@ -56,6 +73,7 @@ class TransformersDenoiser(nn.Module):
         self._positions = profile.position_kwarg if profile.position_kwarg in params else None
         # Constants go only to named parameters: a **kwargs sink may not know them.
         self._constants = {k: v for k, v in profile.forward_kwargs if k in params}
+        self.honours_padding = profile.honours_padding
         output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
         weight = getattr(output, "weight", None)
         self.vocab_size = int(weight.shape[0]) if weight is not None else int(model.config.vocab_size)
@@ -74,6 +92,25 @@ class TransformersDenoiser(nn.Module):
         return self.embedding_table()[self.mask_id]  # (D,)
 
     def denoise(self, inputs_embeds: torch.Tensor, *, block_ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        if self.honours_padding is False and not bool(valid.all()):
+            return self._by_prompt_length(inputs_embeds, block_ids, valid)
+        return self._denoise(inputs_embeds, block_ids, valid)
+
+    def _by_prompt_length(self, inputs_embeds, block_ids, valid) -> torch.Tensor:
+        """For models whose attention ignores its mask: the rows grouped by their left padding, each group
+        forwarded without its padding columns. A row computes what it computes alone; padding positions get
+        zero logits (nothing reads them)."""
+        pads = (~valid).sum(-1)  # (N,) left padding per row (the loop only left-pads)
+        out = None
+        for pad in pads.unique().tolist():
+            rows = (pads == pad).nonzero().flatten()
+            logits = self._denoise(inputs_embeds[rows, pad:], block_ids[rows, pad:], valid[rows, pad:])
+            if out is None:
+                out = logits.new_zeros(*inputs_embeds.shape[:2], logits.shape[-1])  # (N, L, V)
+            out[rows, pad:] = logits
+        return out
+
+    def _denoise(self, inputs_embeds, block_ids, valid) -> torch.Tensor:
         kwargs = dict(self._constants)
         kwargs[self.profile.attention_kwarg] = self._attention(block_ids, valid, inputs_embeds.dtype)
         if self._positions is not None:
@@ -141,13 +178,15 @@ def _logits_of(output) -> torch.Tensor:
 
 # -- loading ------------------------------------------------------------------------------------------
 def load_adapter(path: str | Path, *, dtype: torch.dtype | None = None, device: str | torch.device | None = None,
-                 hard_token_only: bool = False, trust_remote_code: bool = False):
+                 hard_token_only: bool = False, trust_remote_code: bool = False, native: bool = True):
     """(denoiser, tokenizer) for a local checkpoint folder; raises `AdapterError` saying what to fix.
 
     hard_token_only: accept a model whose forward takes no `inputs_embeds`, wrapped in `HardTokenOnly`
     (hard-token strategies work; soft inputs raise).
     trust_remote_code: allow a folder whose config.json / tokenizer_config.json has an `auto_map`, i.e. whose
     own Python files transformers imports (LLaDA, Dream, LLaDA-2.0); refused otherwise, before any import.
+    native: load a LLaDA folder whose weights map onto the native model into it (`workbench.models.conversion`);
+    False runs the folder's own modelling code.
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -175,6 +214,10 @@ def load_adapter(path: str | Path, *, dtype: torch.dtype | None = None, device: 
 
     remote = "auto_map" in raw
     tokenizer = _load_tokenizer(folder, trust_remote_code)
+    if remote and native:
+        converted = _load_converted(folder, raw, tokenizer)
+        if converted is not None:
+            return _place(converted, dtype, device), tokenizer
     if remote:
         adapter = _load_remote(folder, raw, tokenizer, dtype, hard_token_only)
     else:
@@ -228,33 +271,163 @@ def _load_masked_lm(folder: Path, tokenizer, dtype, hard_token_only: bool) -> Tr
     return _wrap(model, profile, folder, hard_token_only, mask_id=mask_id, eos_id=eos_id, pad_id=pad_id)
 
 
-def _load_remote(folder: Path, raw: dict, tokenizer, dtype, hard_token_only: bool) -> TransformersDenoiser:
-    common = dict(local_files_only=True, trust_remote_code=True)
-    config = transformers.AutoConfig.from_pretrained(str(folder), **common)
-    profile = match_profile(raw.get("model_type"), raw.get("architectures"))
-    if profile is None:
-        profile = attrs.evolve(GENERIC_REMOTE, block_causal=bool(getattr(config, "block_causal", False)))
-    mask_id = _first_id(profile.mask_id, getattr(config, "mask_token_id", None), tokenizer.mask_token_id)
+def _special_ids(folder: Path, profile: ModelProfile, config, tokenizer) -> dict:
+    """mask / eos / pad ids: the folder's config.json first, then its tokenizer, then the profile's constants
+    (a folder with its own ids is driven with them)."""
+    mask_id = _first_id(getattr(config, "mask_token_id", None), tokenizer.mask_token_id, profile.mask_id)
     if mask_id is None:
         raise _no_mask_token(folder)
     if tokenizer.mask_token_id is not None and tokenizer.mask_token_id != mask_id:
         warnings.warn(f"{folder}: tokenizer mask id {tokenizer.mask_token_id} differs from {mask_id} "
-                      f"(profile {profile.name!r} / config); using {mask_id}", stacklevel=3)
-    eos_id = _first_id(profile.eos_id, config.eos_token_id, tokenizer.eos_token_id, tokenizer.sep_token_id)
+                      f"(config.json's mask_token_id); using {mask_id}", stacklevel=4)
+    eos_id = _first_id(getattr(config, "eos_token_id", None), tokenizer.eos_token_id, profile.eos_id,
+                       tokenizer.sep_token_id)
     if eos_id is None:
-        raise AdapterError(f"{folder}: no EOS id in the profile, config.json or tokenizer; set `eos_token_id` "
+        raise AdapterError(f"{folder}: no EOS id in config.json, the tokenizer or the profile; set `eos_token_id` "
                            f"in config.json")
-    pad_id = _first_id(tokenizer.pad_token_id, config.pad_token_id, eos_id)
+    pad_id = _first_id(tokenizer.pad_token_id, getattr(config, "pad_token_id", None), eos_id)
+    return dict(mask_id=mask_id, eos_id=eos_id, pad_id=pad_id)
+
+
+def load_llada_native(folder: str | Path, *, trust_remote_code: bool = False):
+    """The LLaDA checkpoint in `folder` as a NativeDenoiser (what `workbench train --init` post-trains).
+    AdapterError naming what keeps it from mapping onto the native model, or the tensors it cannot place."""
+    from workbench.models import conversion
+
+    folder = Path(folder)
+    raw = json.loads((folder / "config.json").read_text())
+    reasons = conversion.llada_mapping(raw)
+    if reasons:
+        raise AdapterError(f"{folder}: this LLaDA checkpoint does not map onto the native model ({'; '.join(reasons)})")
+    try:
+        return _load_converted(folder, raw, _load_tokenizer(folder, trust_remote_code), fallback=False)
+    except conversion.NotMappable as err:
+        raise AdapterError(str(err)) from None
+
+
+def _load_converted(folder: Path, raw: dict, tokenizer, fallback: bool = True):
+    """A LLaDA folder whose weights map onto the native model, loaded into it; None when it does not map (with
+    `fallback`, also when the file holds tensors the mapping has no place for)."""
+    from workbench.models import conversion
+
+    if conversion.llada_mapping(raw):
+        return None
+    ids = _special_ids(folder, LLADA, SimpleNamespace(**raw), tokenizer)
+    rows = conversion.native_config(raw).vocab_size
+    for what, token in ids.items():
+        if not 0 <= token < rows:
+            raise AdapterError(f"{folder}: {what.replace('_id', '')} id {token} is outside the embedding table "
+                               f"({rows} rows): fix `{what.replace('_id', '_token_id')}` in config.json")
+    try:
+        model = conversion.load_llada(folder, raw, **ids)
+    except conversion.NotMappable as err:
+        if not fallback:
+            raise
+        warnings.warn(f"{err}; running the folder's own modelling code instead", stacklevel=3)
+        return None
+    model.profile = LLADA  # read by --chat-template auto
+    return model
+
+
+def transformers4_compatible(cls: type) -> type:
+    """A subclass of a remote-code model class written for transformers 4 that loads under transformers 5.
+
+    - `post_init()` is called after the class's own `__init__` when that never called it (LLaDA's published
+      `LLaDAModelLM`): transformers 5 reads `all_tied_weights_keys`, which `post_init` sets.
+    - A `tie_weights(self)` without parameters is called without the `missing_keys` / `recompute_mapping`
+      arguments transformers 5 passes.
+    A class that already does both is returned as it is. The folder's files are never edited.
+    """
+    params = inspect.signature(cls.tie_weights).parameters.values()
+    old_tie = not any(p.kind is p.VAR_KEYWORD or p.name == "missing_keys" for p in params)
+    namespace: dict = {"__module__": cls.__module__, "__doc__": cls.__doc__}
+
+    def __init__(self, *args, **kwargs):
+        cls.__init__(self, *args, **kwargs)
+        if not hasattr(self, "all_tied_weights_keys"):
+            self.post_init()
+
+    namespace["__init__"] = __init__
+    if old_tie:
+        def tie_weights(self, missing_keys=None, recompute_mapping=True):
+            cls.tie_weights(self)
+
+        namespace["tie_weights"] = tie_weights
+    return type(cls.__name__, (cls,), namespace)
+
+
+def _missing_packages(err: ImportError) -> list[str]:
+    """The packages transformers' import check names (`... not found in your environment: a, b. Run ...`)."""
+    found = re.search(r"not found in your environment: (.+?)\. Run", str(err))
+    return [p.strip() for p in found.group(1).split(",")] if found else ([err.name] if err.name else [])
+
+
+def _import_error(folder: Path, err: ImportError) -> AdapterError:
+    missing = _missing_packages(err) or ["a package"]
+    extras = sorted({EXTRAS[p] for p in missing if p in EXTRAS})
+    fix = (f"pip install 'dllm-workbench[{','.join(extras)}]' (in a checkout: pip install -e '.[{','.join(extras)}]')"
+           if extras else f"pip install {' '.join(missing)}")
+    return AdapterError(f"{folder}: its modelling code imports {', '.join(missing)}, which is not installed; {fix}")
+
+
+def _remote_class(folder: Path, raw: dict, auto_key: str):
+    """The model class `auto_map[auto_key]` names, imported from the folder (transformers copies it into its
+    module cache), made loadable under transformers 5; None when `auto_map` has no entry for `auto_key`."""
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    target = raw.get("auto_map", {}).get(auto_key)
+    if target is None:
+        return None
+    ref = target[0] if isinstance(target, list) else target
+    return transformers4_compatible(get_class_from_dynamic_module(ref, str(folder), local_files_only=True))
+
+
+def _load_remote(folder: Path, raw: dict, tokenizer, dtype, hard_token_only: bool) -> TransformersDenoiser:
+    common = dict(local_files_only=True, trust_remote_code=True)
+    try:
+        config = transformers.AutoConfig.from_pretrained(str(folder), **common)
+    except ImportError as err:
+        raise _import_error(folder, err) from None
+    profile = match_profile(raw.get("model_type"), raw.get("architectures"))
+    if profile is None:
+        profile = attrs.evolve(GENERIC_REMOTE, block_causal=bool(getattr(config, "block_causal", False)))
+    ids = _special_ids(folder, profile, config, tokenizer)
     auto_key = _auto_class(raw, profile)
     try:
-        model = from_pretrained_strict(getattr(transformers, auto_key), folder, dtype=dtype, trust_remote_code=True)
+        cls = _remote_class(folder, raw, auto_key)
+        if cls is None:
+            model = from_pretrained_strict(getattr(transformers, auto_key), folder, dtype=dtype, trust_remote_code=True)
+        else:
+            model = from_pretrained_strict(cls, folder, config=config, dtype=dtype)
     except WeightMismatchError:
         raise
+    except ImportError as err:
+        raise _import_error(folder, err) from None
     except Exception as err:
         raise AdapterError(f"{folder}: the remote code failed to load via {auto_key} ({type(err).__name__}: {err}); "
                            f"check the modelling files beside config.json and the transformers version they "
                            f"were written for") from None
-    return _wrap(model, profile, folder, hard_token_only, mask_id=mask_id, eos_id=eos_id, pad_id=pad_id)
+    adapter = _wrap(model, profile, folder, hard_token_only, **ids)
+    if adapter.honours_padding is None:
+        adapter.honours_padding = honours_padding(adapter)
+    return adapter
+
+
+def honours_padding(adapter: TransformersDenoiser) -> bool:
+    """Whether left padding leaves a row's logits unchanged (a model of an unknown family, probed at load):
+    one short row alone and behind two padding positions, compared at its own positions."""
+    table = adapter.embedding_table()
+    ids = torch.arange(1, 6, device=table.device) % table.shape[0]  # (5,) any ordinary ids
+    alone = table[ids][None]  # (1, 5, D)
+    padded = torch.cat([table[adapter.pad_id].expand(1, 2, -1), alone], dim=1)  # (1, 7, D)
+    valid = torch.tensor([[False, False] + [True] * 5], device=table.device)
+    with torch.no_grad():
+        a = adapter._denoise(alone, torch.zeros(1, 5, dtype=torch.long, device=table.device),
+                             torch.ones(1, 5, dtype=torch.bool, device=table.device)).float()
+        b = adapter._denoise(padded, torch.zeros(1, 7, dtype=torch.long, device=table.device), valid).float()
+    first = 1 if adapter.profile.logits_shift else 0  # a shifted row's first logits come from the padding
+    tolerance = (5e-2 if table.dtype in (torch.bfloat16, torch.float16) else 1e-4) * max(1.0, float(a.abs().max()))
+    return bool((a[0, first:] - b[0, 2 + first:]).abs().max() <= tolerance)
 
 
 def _auto_class(raw: dict, profile: ModelProfile) -> str:

@@ -118,10 +118,12 @@ def from_pretrained_strict(cls, path: str | Path, **kwargs):
     return model
 
 
-def load_model(path: str | Path, *, dtype=None, trust_remote_code: bool = False):
+def load_model(path: str | Path, *, dtype=None, trust_remote_code: bool = False, native: bool = True):
     """(denoiser, tokenizer) from a local folder; raises ModelLoadError with a fix on bad input.
 
     trust_remote_code: allow a checkpoint whose folder carries its own modelling code (LLaDA, Dream...).
+    native: a LLaDA folder whose weights map onto the native model loads into it (every cache mode, masked
+    padding); False runs the folder's own code (`workbench.models.adapters.load_adapter`).
     """
     path = Path(path)
     model_type = read_model_config(path, trust_remote_code=trust_remote_code).get("model_type")
@@ -137,6 +139,10 @@ def load_model(path: str | Path, *, dtype=None, trust_remote_code: bool = False)
             raise ModelLoadError(f"cannot load the weights in {path}: {err}; the checkpoint is corrupt, "
                                  f"retrain or copy it again") from None
         tokenizer = load_tokenizer(path)
+        if getattr(model.config, "converted_from", None) == "llada":  # post-trained from a LLaDA checkpoint
+            from workbench.models.profiles import LLADA
+
+            model.profile = LLADA  # its chat template, as for the checkpoint it came from
     elif model_type == "diffusion_gemma":  # transformers' own uniform-state block-diffusion model
         from workbench.models.diffusion_gemma import load_diffusion_gemma
 
@@ -148,7 +154,7 @@ def load_model(path: str | Path, *, dtype=None, trust_remote_code: bool = False)
     else:
         from workbench.models.adapters import load_adapter
 
-        model, tokenizer = load_adapter(path, trust_remote_code=trust_remote_code)
+        model, tokenizer = load_adapter(path, trust_remote_code=trust_remote_code, native=native)
     if dtype is not None:
         model = model.to(dtype)
     return model.eval() if hasattr(model, "eval") else model, tokenizer

@@ -41,8 +41,11 @@ class ModelProfile:
     (RoBERTa counts from padding_idx + 1). logits_shift: logits at i predict token i + 1 (AR-initialised
     Dream); the adapter shifts them right by one so that logits[i] scores position i. forward_kwargs:
     constant keyword arguments, passed only when the forward accepts them. chat_template: instruct
-    checkpoints expect prompts rendered with the tokenizer's chat template. auto_class: the transformers
-    auto class to load with when config.json's `auto_map` does not name the model class.
+    checkpoints expect prompts rendered with the tokenizer's chat template (`--chat-template auto`). auto_class:
+    the transformers auto class to load with when config.json's `auto_map` does not name the model class.
+    honours_padding: the family's published forward masks left padding out of attention (True), ignores its
+    attention mask (False: the adapter then forwards each prompt length of a batch on its own, without
+    padding, so a row decodes as it does alone), or is unknown (None: probed when the model loads).
     """
 
     name: str
@@ -61,6 +64,7 @@ class ModelProfile:
     forward_kwargs: tuple[tuple[str, Any], ...] = (("use_cache", False), ("return_dict", True))
     chat_template: bool = False
     auto_class: str = "AutoModelForCausalLM"
+    honours_padding: bool | None = True
     source: str = ""
     notes: str = ""
 
@@ -81,10 +85,15 @@ LLADA = ModelProfile(
     position_kwarg=None,  # LLaDAModelLM.forward has no position ids
     chat_template=True,
     auto_class="AutoModel",
-    source="github.com/ML-GSAI/LLaDA (GUIDELINES.md, modeling_llada.py)",
-    notes="No position ids: left padding shifts every RoPE position of a row by the same amount, which "
-          "leaves attention scores between real tokens unchanged (RoPE is relative), so batched rows "
-          "still match the row alone up to rounding. Fast-dLLM's modified modelling file adds a KV cache.",
+    # LLaDALlamaBlock.attention calls scaled_dot_product_attention with attn_mask=None whatever the caller
+    # passes ("MDM set causal to False, and with no attn_mask"), so padding tokens are attended to.
+    honours_padding=False,
+    source="github.com/ML-GSAI/LLaDA (GUIDELINES.md, modeling_llada.py); Fast-dLLM's copy of modeling_llada.py",
+    notes="Checkpoints whose weights map onto the native model (llama blocks, RMSNorm, RoPE, SiLU, no biases, "
+          "no GQA: LLaDA-8B) load into it (workbench/models/conversion.py), with every cache mode; the rest run "
+          "this profile's remote code. Mask/EOS ids: config.json's mask_token_id / eos_token_id first, these "
+          "constants only where the config has none. The attention ignores its mask, so batches are forwarded "
+          "one prompt length at a time. Fast-dLLM's modified modelling file adds a KV cache.",
 )
 
 DREAM = ModelProfile(
@@ -124,6 +133,7 @@ LLADA2 = ModelProfile(
 GENERIC_REMOTE = ModelProfile(
     name="generic-remote",
     attention="bool_4d",
+    honours_padding=None,
     source="fallback for unknown remote-code models",
     notes="mask/eos ids from config.json or the tokenizer; block_causal from config.block_causal if set; "
           "position ids only when the forward takes `position_ids`.",
