@@ -12,7 +12,14 @@ import torch
 MASK_LOGIT_RULES = ("remove", "keep")
 
 
-def keep_mask_logit(rule: str, logits: torch.Tensor) -> torch.Tensor | None:
-    """`process_logits` answer for a `mask_logit` rule: the logits untouched for `keep`, None for `remove`
-    (None defers to the core's default, which removes the MASK logit)."""
-    return logits if rule == "keep" else None
+def remove_mask_logit(state, logits: torch.Tensor) -> torch.Tensor:
+    """The MASK logit set to -inf in place (when the model has a mask token): MASK is never a prediction."""
+    if state.mask_id is not None:
+        logits.select(-1, state.mask_id).fill_(float("-inf"))
+    return logits
+
+
+def mask_logit_rule(rule: str, state, logits: torch.Tensor) -> torch.Tensor:
+    """`process_logits` answer for a `mask_logit` rule: the logits untouched for `keep` (DMax, dInfer), the
+    MASK logit removed for `remove` (the core's default, done here so the strategy answers the hook)."""
+    return logits if rule == "keep" else remove_mask_logit(state, logits)

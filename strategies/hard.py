@@ -15,7 +15,8 @@ With contiguous promotion the mask positions always form a contiguous suffix of 
 
 Reference switches (`--set name=value`), DMax's behaviour one setting away:
 - `fill_at_cap` (default True): at the forward cap, mask positions left get their current top. False is
-  DMax's: they stay masked in the output (the core reports them per sample as `unfilled`).
+  DMax's: a row that reaches the cap without converging keeps them masked in the output (the core reports
+  them per sample as `unfilled`); a row that converges commits the tops of its whole block either way.
 - `mask_logit` (default `remove`): the core removes the MASK logit before the softmax. `keep` is DMax's:
   the softmax includes MASK, so a position's top may be MASK (its confidence counts as any other).
 """
@@ -29,7 +30,7 @@ import torch
 
 from plugins.convergence import stable_or_confident
 from plugins.embedders import hard_embeddings
-from plugins.logits import MASK_LOGIT_RULES, keep_mask_logit
+from plugins.logits import MASK_LOGIT_RULES, mask_logit_rule
 from plugins.promotion import above_threshold, contiguous_prefix
 from workbench.models.base import Denoiser
 from workbench.registry import hookimpl, unit_interval
@@ -50,8 +51,8 @@ class Hard:
     mask_logit: str = attrs.field(default="remove", validator=attrs.validators.in_(MASK_LOGIT_RULES))
 
     @hookimpl
-    def process_logits(self, state: BlockState, logits: torch.Tensor) -> torch.Tensor | None:
-        return keep_mask_logit(self.mask_logit, logits)
+    def process_logits(self, state: BlockState, logits: torch.Tensor) -> torch.Tensor:
+        return mask_logit_rule(self.mask_logit, state, logits)
 
     @hookimpl
     def embed_state(self, state: BlockState, model: Denoiser) -> torch.Tensor:
@@ -69,7 +70,9 @@ class Hard:
 
     @hookimpl
     def commit(self, state: BlockState) -> torch.Tensor:
-        revisable = state.active if self.fill_at_cap else state.active & ~state.is_mask  # DMax: masks stay
+        revisable = state.active
+        if not self.fill_at_cap:  # DMax: a row that ends at the forward cap without converging keeps its masks
+            revisable = revisable & (~state.is_mask | state.converged[:, None])
         return torch.where(revisable, state.top, state.ids)
 
 

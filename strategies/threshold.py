@@ -26,7 +26,7 @@ import attrs
 import torch
 
 from plugins.promotion import DINFER_MARGIN, factor_rule, threshold_set
-from plugins.logits import MASK_LOGIT_RULES, keep_mask_logit
+from plugins.logits import MASK_LOGIT_RULES, mask_logit_rule
 from workbench.registry import hookimpl, unit_interval
 from workbench.state import BlockState, Promotion
 
@@ -45,8 +45,8 @@ class Threshold:
     mask_logit: str = attrs.field(default="remove", validator=attrs.validators.in_(MASK_LOGIT_RULES))
 
     @hookimpl
-    def process_logits(self, state: BlockState, logits: torch.Tensor) -> torch.Tensor | None:
-        return keep_mask_logit(self.mask_logit, logits)
+    def process_logits(self, state: BlockState, logits: torch.Tensor) -> torch.Tensor:
+        return mask_logit_rule(self.mask_logit, state, logits)
 
     @hookimpl
     def promote(self, state: BlockState) -> torch.Tensor | Promotion:

@@ -137,9 +137,10 @@ class RecordingFake:
 def test_fast_dllm_refresh_schedule(mode):
     fake = RecordingFake()
     config = DecodeConfig(block_size=4, max_new_tokens=8, cache=mode)
-    # tau = 1: one token per step, so each block of 4 takes 4 forwards.
-    # margin 0: only exact ties of the best position, which this fake does not produce
-    result = generate(fake, [[5, 6, 7]], make_manager("threshold", params={"tau": 1.0, "margin": 0.0}), config)[0]
+    # One token per step (the single most confident; this fake ties every masked position, which dInfer's
+    # threshold rule would commit together), so each block of 4 takes 4 forwards.
+    one_per_step = make_manager("hierarchical", params={"threshold": 1.0, "low_threshold": 1.0})
+    result = generate(fake, [[5, 6, 7]], one_per_step, config)[0]
     total, calls = 3 + 8, fake.calls
     assert result.block_steps == [4, 4] and result.nfe == len(calls) == 8
     for block, (lo, hi) in enumerate([(3, 7), (7, 11)]):

@@ -36,7 +36,7 @@ def test_fresh_manager_per_call():
 
 def test_providers_of_builtins():
     assert decision_providers(make_manager("threshold")) == {
-        "fill_block": "core-defaults", "embed_state": "core-defaults", "process_logits": "core-defaults",
+        "fill_block": "core-defaults", "embed_state": "core-defaults", "process_logits": "threshold",
         "revoke": "core-defaults", "promote": "threshold", "converge": "core-defaults", "commit": "core-defaults"}
     assert set(decision_providers(make_manager("spd")).values()) == {"spd", "core-defaults"}
 
@@ -44,10 +44,11 @@ def test_providers_of_builtins():
 def test_promote_only_plugin_combined_with_spd():
     pm = make_manager("spd", extra_plugins=[LeftmostOnly()])
     assert decision_providers(pm) == {"fill_block": "core-defaults", "embed_state": "spd",
-                                      "process_logits": "core-defaults", "revoke": "core-defaults",
+                                      "process_logits": "spd", "revoke": "core-defaults",
                                       "promote": "LeftmostOnly", "converge": "spd", "commit": "spd"}
-    assert format_providers(pm) == ("embed_state=spd promote=LeftmostOnly converge=spd commit=spd; "
-                                     "core defaults: fill_block process_logits revoke")
+    assert format_providers(pm) == ("embed_state=spd process_logits=spd promote=LeftmostOnly converge=spd "
+                                     "commit=spd; "
+                                     "core defaults: fill_block revoke")
     steps = []
 
     class Spy:
@@ -84,9 +85,10 @@ def test_tau_alias_sets_the_main_threshold():
 
 def test_available_strategies():
     infos = {i.name: i for i in available_strategies()}
-    assert list(infos)[:4] == ["threshold", "hierarchical", "hard", "spd"]
-    assert infos["spd"].hooks == ("embed_state", "promote", "converge", "commit")
-    assert infos["threshold"].hooks == ("promote",)
+    assert list(infos)[:5] == ["threshold", "hierarchical", "hard", "spd", "uniform-eb"]
+    assert infos["spd"].hooks == ("embed_state", "process_logits", "promote", "converge", "commit")
+    assert infos["threshold"].hooks == ("process_logits", "promote")
+    assert infos["uniform-eb"].hooks == ("process_logits", "revoke", "promote", "converge", "commit")
     assert infos["spd"].params["tau_dec"] == 0.5 and infos["spd"].source == "builtin"
     assert infos["hard"].version
 

@@ -42,7 +42,7 @@ def test_new_user_path(tmp_path, monkeypatch, capsys, tiny_model_dir):
     assert main(["run", "--strategy", "spd", "--plugin", "myidea.py", "--model", str(tiny_model_dir), "--limit", "4",
                  "--json", "--store", str(tmp_path / "results.db")]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["decisions"] == {"fill_block": "core-defaults", "embed_state": "spd", "process_logits": "core-defaults",
+    assert result["decisions"] == {"fill_block": "core-defaults", "embed_state": "spd", "process_logits": "spd",
                                    "revoke": "core-defaults", "promote": "myidea.Myidea", "converge": "spd",
                                    "commit": "spd"}
     assert result["n"] == 4 and result["plugins"] == ["myidea.py"]
@@ -140,7 +140,7 @@ def test_plugins_lists_builtins_building_blocks_and_files(tmp_path, capsys):
     assert main(["plugins", "--json", "--plugin", str(tmp_path / "listed.py")]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["spd"]["source"] == "builtin strategy"
-    assert rows["spd"]["hooks"] == ["embed_state", "promote", "converge", "commit"]
+    assert rows["spd"]["hooks"] == ["embed_state", "process_logits", "promote", "converge", "commit"]
     assert rows["core-defaults"]["hooks"] == ["fill_block", "embed_state", "process_logits", "revoke", "promote",
                                               "converge", "commit"]
     assert rows["promotion.ContiguousPromotion"]["hooks"] == ["promote"]

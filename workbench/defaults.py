@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from plugins.logits import remove_mask_logit
 from workbench.models.base import Denoiser
 from workbench.registry import hookimpl
 from workbench.state import BlockState
@@ -33,9 +34,7 @@ class CoreDefaults:
 
     @hookimpl(trylast=True)
     def process_logits(self, state: BlockState, logits: torch.Tensor) -> torch.Tensor:
-        if state.mask_id is not None:
-            logits.select(-1, state.mask_id).fill_(float("-inf"))  # MASK is never a prediction
-        return logits
+        return remove_mask_logit(state, logits)  # MASK is never a prediction
 
     @hookimpl(trylast=True)
     def revoke(self, state: BlockState) -> None:

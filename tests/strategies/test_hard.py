@@ -80,7 +80,7 @@ def test_token_positions_are_revised_and_fed_as_hard_embeddings():
 
 def test_providers():
     providers = decision_providers(make_manager("hard"))
-    # hard is asked first for process_logits too (mask_logit=keep answers it; remove defers to the core)
+    # hard answers process_logits too: its mask_logit rule (remove by default, as the core's default)
     assert {providers[h] for h in ("embed_state", "process_logits", "promote", "converge", "commit")} == {"hard"}
     assert {providers[h] for h in ("fill_block", "revoke")} == {"core-defaults"}
 
@@ -141,10 +141,12 @@ def test_fill_at_cap_switch_on_a_hand_computed_state():
     """At the cap, open positions get their top (default) or stay masked (fill_at_cap=false, DMax's)."""
     from workbench.properties import MASK_ID, make_block_state
 
-    state = make_block_state([[0.9, 0.3, 0.2]], is_mask=[[False, True, True]], top=[[7, 8, 9]])
+    state = make_block_state([[0.9, 0.3, 0.2], [0.9, 0.95, 0.95]], is_mask=[[False, True, True], [False, True, True]],
+                             top=[[7, 8, 9], [7, 8, 9]])
+    state.converged = torch.tensor([False, True])  # row 0 ends at the cap, row 1 converged (all >= tau_acc)
     filled = make_manager("hard").get_plugin("hard").commit(state)
     kept = make_manager("hard", params={"fill_at_cap": False}).get_plugin("hard").commit(state)
-    assert filled.tolist() == [[7, 8, 9]] and kept.tolist() == [[7, MASK_ID, MASK_ID]]
+    assert filled.tolist() == [[7, 8, 9], [7, 8, 9]] and kept.tolist() == [[7, MASK_ID, MASK_ID], [7, 8, 9]]
 
 
 def test_fill_at_cap_false_leaves_masks_in_the_output_and_reports_them():

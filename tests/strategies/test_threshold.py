@@ -60,9 +60,10 @@ def test_mask_logit_keep_is_dinfer_on_a_hand_computed_step():
 
     plugin = make_manager("threshold", params={"mask_logit": "keep"}).get_plugin("threshold")
     logits = torch.zeros(1, 2, 4)
-    assert plugin.process_logits(block_state([[0.5, 0.5]]), logits) is logits  # untouched, MASK included
-    assert make_manager("threshold").get_plugin("threshold").process_logits(block_state([[0.5, 0.5]]),
-                                                                           logits) is None  # core removes it
+    assert torch.equal(plugin.process_logits(block_state([[0.5, 0.5]]), logits.clone()), logits)  # MASK kept
+    removed = make_manager("threshold").get_plugin("threshold").process_logits(block_state([[0.5, 0.5]]),
+                                                                              logits.clone())
+    assert torch.isneginf(removed[..., MASK_ID]).all() and not torch.isinf(removed[..., 0]).any()
     state = block_state([[0.9, 0.6, 0.3]], top=[[MASK_ID, 7, 8]])
     result = plugin.promote(state)
     assert result.positions.tolist() == [[False, True, False]] and result.fallback is False
