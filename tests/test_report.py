@@ -126,3 +126,19 @@ def test_missing_store_exits_2(tmp_path, capsys):
     assert cli(["report", "--store", str(tmp_path / "none.db")]) == 2
     assert cli(["plot", "--store", str(tmp_path / "none.db"), "--out", str(tmp_path)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 2
+
+
+def test_a_run_nobody_checked_has_no_accuracy_rather_than_zero(tmp_path, capsys):
+    """lm-eval runs without check= store `checked: false`: their `correct` means nothing, so the report
+    shows no accuracy for them (not 0 %), and they stay out of AUP and significance."""
+    path = write_store(tmp_path / "r.db", cells=[("threshold", "oput", 0.95)])
+    with ResultsStore(path) as store:
+        key = store.ensure_run({**config("threshold", "oput", 0.5, 0), "task": "lm-eval:gsm8k"})
+        for i in range(5):
+            store.add_sample(key, SampleRecord(index=i, prompt=f"p{i}", output="x", expected=None, correct=False,
+                                               nfe=4, tokens=8, seconds=0.01, extras={"checked": False}))
+    rows = {r["task"]: r for r in json.loads(report(capsys, "--store", str(path), "--format", "json"))["cells"]}
+    assert rows["lm-eval:gsm8k"]["accuracy"] is None and rows["lm-eval:gsm8k"]["aup"] is None
+    assert rows["sum"]["accuracy"] == pytest.approx(90.0)
+    table = report(capsys, "--store", str(path))
+    assert "lm-eval:gsm8k" in table

@@ -114,6 +114,11 @@ def build_report(cells: list[CellResult], reference: str = DEFAULT_REFERENCE) ->
         tps = mean_std_over_seeds([s.tps for s in sums])
         nfe = mean_std_over_seeds([s.nfe for s in sums])
         revs = revision_stats(s for c in members for s in c.samples)
+        # Samples nobody checked (an lm-eval run without check=): their `correct` means nothing, so the row has
+        # no accuracy (shown "–", left out of AUP and significance) rather than a false 0 %.
+        checked = all(s.extras.get("checked", True) for c in members for s in c.samples)
+        if not checked:
+            acc = (None, None)
         rows.append({
             "_key": key, "_cells": members, "_method": first.method,
             "task": first.task, "method": labels[first.method], "strategy": first.strategy,
@@ -155,12 +160,14 @@ def build_report(cells: list[CellResult], reference: str = DEFAULT_REFERENCE) ->
         r["reference"] = None
         r["is_reference"] = False
         r.update(p_value=None, mark="", accuracy_diff=None, accuracy_diff_ci=None, tpf_diff=None, paired_n=0)
-        if not candidates:
+        if not candidates or r["accuracy"] is None:
             continue
         ref = candidates[0]
         r["reference"] = f"{ref['method']} τ={fmt_tau(ref['tau'])}"
         if ref is r:
             r["is_reference"] = True
+            continue
+        if ref["accuracy"] is None:
             continue
         a, b = _paired_samples(r["_cells"]), _paired_samples(ref["_cells"])
         common = sorted(a.keys() & b.keys())
@@ -177,7 +184,7 @@ def build_report(cells: list[CellResult], reference: str = DEFAULT_REFERENCE) ->
     for task in dict.fromkeys(r["task"] for r in rows):
         curves: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for r in rows:
-            if r["task"] == task:
+            if r["task"] == task and r["accuracy"] is not None:
                 curves[r["method"]].append((r["tpf"], r["accuracy"]))
         values = task_aup(curves)
         for method in sorted(values, key=lambda m: -values[m]):
@@ -188,7 +195,7 @@ def build_report(cells: list[CellResult], reference: str = DEFAULT_REFERENCE) ->
             entry["rank"] = rank
     by_method = {(e["task"], e["method"]): e["aup"] for e in aups}
     for r in rows:
-        r["aup"] = by_method[r["task"], r["method"]]
+        r["aup"] = by_method.get((r["task"], r["method"]))
     public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     return {"reference": reference, "cells": public, "aup": aups}
 
