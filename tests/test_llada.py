@@ -124,6 +124,11 @@ class Record:
     for choice, prompt in (("on", [BOS, 6, 7, EOS, BOS]), ("off", [6, 7])):
         assert cli(base + ["--chat-template", choice, "--store", str(tmp_path / f"{choice}.db")]) == 0
         assert json.loads(seen.read_text()) == prompt
+        seen.unlink()
+        assert cli(["trace", "--model", str(llada), "--trust-remote-code", "--task", f"jsonl:{task}?match=exact",
+                    "--gen-length", "4", "--block-size", "4", "--strategy", "threshold", "--plugin", str(plugin),
+                    "--chat-template", choice]) == 0
+        assert json.loads(seen.read_text()) == prompt  # trace decodes what run decodes
     capsys.readouterr()
 
 

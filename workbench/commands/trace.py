@@ -17,12 +17,12 @@ import sys
 from pathlib import Path
 
 from workbench.commands.common import (
-    add_canvas_arguments, add_model_arguments, add_placement_arguments, check_decoding_counts, decode_config, placed_model, resolve_model,
-    strategy_params, task_for,
+    add_canvas_arguments, add_chat_template_argument, add_model_arguments, add_placement_arguments, chat_template_for,
+    check_decoding_counts, decode_config, placed_model, resolve_model, strategy_params, task_for,
 )
 from workbench.limits import check_lengths, preview
 from workbench.loop import generate
-from workbench.models.tokenizer import decode, encode
+from workbench.models.tokenizer import decode, encode_prompt
 from workbench.plots import plot_trace_heatmap
 from workbench.registry import format_providers, make_manager
 
@@ -42,6 +42,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py")
     add_canvas_arguments(parser)
+    add_chat_template_argument(parser)
     add_placement_arguments(parser)
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--png", default=None, metavar="FILE.png", help="write the heatmap (.png or .svg)")
@@ -233,7 +234,7 @@ def main(args) -> int:
     task_name, task = task_for(args, model_path)
     example = task.eval_split(args.sample + 1)[args.sample]
     config = decode_config(args, model, task)
-    prompt = encode(tokenizer, example.prompt)
+    prompt = encode_prompt(tokenizer, example.prompt, chat_template_for(args, model, tokenizer))  # as `run` does
     check_lengths(model, [prompt], config.max_new_tokens,
                   names=[f"sample {args.sample} (prompt {preview(example.prompt)})"])
     result = generate(model, [prompt], manager, config)[0]
