@@ -12,8 +12,9 @@ configuration's samples to another:
 - `task_identity(task)`: the task's `identity()` (a JSONL file's sha256; a synthetic task's class and
   parameters), else its name.
 
-Not covered: modules a `--plugin` file imports from beside it (only the file's own bytes are hashed), and
-library versions (torch, transformers).
+Not covered: modules a `--plugin` file imports from beside it (only the file's own bytes are hashed), modules
+a strategy imports inside a function (`code_hash` follows module-level names), and library versions (torch,
+transformers).
 """
 
 from __future__ import annotations
