@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -141,3 +142,20 @@ def test_trace_shows_revocations_distinctly(model_path, tmp_path, capsys):
     assert re.search(r"↺\d+", out) and "sent back to open this step (revocation)" in " ".join(out.split())
     assert "class='revoked'" in page.read_text(encoding="utf-8") and ", revoked" in page.read_text(encoding="utf-8")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_trace_decodes_a_sample_as_run_does_even_when_sampling(model_path, tmp_path, capsys):
+    """trace passes the example's id as its sample id, so a sampled decode is the one `run` stored."""
+    store = str(tmp_path / "r.db")
+    assert cli(["run", "--strategy", "hard", "--model", str(model_path), "--limit", "3", "--temperature", "1.0",
+                "--seed", "4", "--gen-length", "8", "--store", store, "--json"]) == 0
+    capsys.readouterr()
+    from workbench.store import ResultsStore
+
+    with ResultsStore(store, readonly=True) as s:
+        (run,) = s.runs()
+        stored = {r.index: r.output for r in s.samples(run.key)}
+    assert cli(["trace", "--strategy", "hard", "--model", str(model_path), "--sample", "2", "--temperature", "1.0",
+                "--seed", "4", "--gen-length", "8", "--json"]) == 0
+    traced = json.loads(capsys.readouterr().out)
+    assert traced["output"] == stored[2]

@@ -237,7 +237,8 @@ def main(args) -> int:
     prompt = encode_prompt(tokenizer, example.prompt, chat_template_for(args, model, tokenizer))  # as `run` does
     check_lengths(model, [prompt], config.max_new_tokens,
                   names=[f"sample {args.sample} (prompt {preview(example.prompt)})"])
-    result = generate(model, [prompt], manager, config)[0]
+    # The sample's own id, as `run` passes it: its random stream (temperature, noise) is the one `run` decoded with
+    result = generate(model, [prompt], manager, config, sample_ids=[example.uid])[0]
     blocks = tracer.rows[0]
     output = decode(tokenizer, result.ids)
     meta = {"strategy": args.strategy, "sample": args.sample, "model": trainer or model_path, "task": task_name,
