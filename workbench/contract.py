@@ -85,6 +85,14 @@ def _bool_positions(result, state: BlockState, plugin: str, hook: str, hint: str
         _fail(plugin, hook, "dtype", f"returned {result.dtype}, expected torch.bool", hint)
 
 
+def _token_ids(result, state: BlockState, plugin: str, hook: str, what: str, hint: str) -> None:
+    """A (B, L) tensor of integer token ids (not floats, bools or complex numbers)."""
+    _tensor(result, plugin, hook, f"(B, L) long{what}")
+    _shape(result, (state.batch_size, state.length), plugin, hook, f"(B, L) long{what}")
+    if result.dtype.is_floating_point or result.dtype == torch.bool or result.dtype.is_complex:
+        _fail(plugin, hook, "dtype", f"returned {result.dtype}{what}, expected integer token ids", hint)
+
+
 def _first(bad: torch.Tensor) -> tuple[int, int]:
     row, pos = (int(v) for v in bad.nonzero()[0])
     return row, pos
@@ -92,11 +100,8 @@ def _first(bad: torch.Tensor) -> tuple[int, int]:
 
 def check_fill_block(result, state: BlockState, plugin: str) -> torch.Tensor:
     hook = "fill_block"
-    _tensor(result, plugin, hook, "(B, L) long")
-    _shape(result, (state.batch_size, state.length), plugin, hook, "(B, L) long")
-    if result.dtype.is_floating_point or result.dtype == torch.bool or result.dtype.is_complex:
-        _fail(plugin, hook, "dtype", f"returned {result.dtype}, expected integer token ids",
-              "return a long tensor: token ids where a position is fixed, workbench.state.FREE (-1) elsewhere")
+    _token_ids(result, state, plugin, hook, "",
+               "return a long tensor: token ids where a position is fixed, workbench.state.FREE (-1) elsewhere")
     fixed = result != FREE
     bad = fixed & ((result < 0) | (result >= state.vocab_size))
     if bad.any():
@@ -167,11 +172,8 @@ def check_promote(result, state: BlockState, plugin: str) -> tuple[torch.Tensor,
               f"promoted row {row} position {pos}, which is not an active open position of a running row",
               "AND the result with state.open_masks (= is_mask & active & ~done)")
     if tokens is not None:
-        _tensor(tokens, plugin, hook, "(B, L) long (Promotion.tokens)")
-        _shape(tokens, (state.batch_size, state.length), plugin, hook, "(B, L) long (Promotion.tokens)")
-        if tokens.dtype.is_floating_point or tokens.dtype == torch.bool or tokens.dtype.is_complex:
-            _fail(plugin, hook, "dtype", f"Promotion.tokens is {tokens.dtype}, expected integer token ids",
-                  "return token ids, e.g. state.rng.multinomial(...) or state.top")
+        _token_ids(tokens, state, plugin, hook, " (Promotion.tokens)",
+                   "return token ids, e.g. state.rng.multinomial(...) or state.top")
         chosen = tokens[result]
         if ((chosen < 0) | (chosen >= state.vocab_size)).any():
             _fail(plugin, hook, "ids in [0, vocab)", f"promoted ids outside [0, {state.vocab_size})",
@@ -203,11 +205,7 @@ def check_converge(result, state: BlockState, plugin: str) -> torch.Tensor:
 
 def check_commit(result, state: BlockState, plugin: str) -> torch.Tensor:
     hook = "commit"
-    _tensor(result, plugin, hook, "(B, L) long")
-    _shape(result, (state.batch_size, state.length), plugin, hook, "(B, L) long")
-    if result.dtype.is_floating_point or result.dtype == torch.bool or result.dtype.is_complex:
-        _fail(plugin, hook, "dtype", f"returned {result.dtype}, expected integer token ids",
-              "return state.ids / state.top or a long tensor built from them")
+    _token_ids(result, state, plugin, hook, "", "return state.ids / state.top or a long tensor built from them")
     rows = state.finishing
     ids = result[rows]
     if ((ids < 0) | (ids >= state.vocab_size)).any():
