@@ -131,7 +131,6 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
     # Context forwards: the prompt prefill counts as one even when it rides in block 1's first forward (the
     # DMax / Fast-dLLM convention), plus what a runner spends outside the refinement steps.
     context_forwards = torch.full((n,), 0 if runner.separate_prefill else 1, dtype=torch.long)
-    unfilled = torch.zeros(n, dtype=torch.long)
     alive = torch.ones(n, dtype=torch.bool)  # rows that have not yet produced EOS
     block_steps: list[list[int]] = [[] for _ in range(n)]
     decoded = [0] * n  # generated positions decoded per row
@@ -243,8 +242,6 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
         nfe[rows] += state.steps.cpu()
         hooks.on_block_end(state, state.ids)
         canvas[rows_d, lo:hi] = state.ids
-        if model.mask_id is not None and not uniform:  # positions a strategy left masked at the cap (DMax)
-            unfilled[rows] += (state.ids == model.mask_id).sum(-1).cpu()
         now = time.perf_counter() - t0
         has_eos = torch.isin(state.ids, ends_tensor).any(-1).cpu()  # (B,)
         for i, row in enumerate(rows.tolist()):
@@ -259,7 +256,9 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
         ids = canvas[i, p_len:p_len + decoded[i]].tolist()
         ids = cut_after_eos(ids, ends)
         tokens = len(ids) - (1 if ids and ids[-1] in ends else 0)
-        extras = {"unfilled": int(unfilled[i])} if int(unfilled[i]) else {}
+        # Positions a strategy left masked (DMax's fill_at_cap=false, mask_logit=keep): reported, never hidden.
+        unfilled = ids.count(model.mask_id) if model.mask_id is not None else 0
+        extras = {"unfilled": unfilled} if unfilled else {}
         results.append(RowResult(ids=ids, nfe=int(nfe[i]), tokens=tokens, seconds=seconds[i],
                                  block_steps=block_steps[i], prompt_len=len(prompts[i]),
                                  nfe_total=int(nfe[i] + context_forwards[i]), sample_id=sample_ids[i],
