@@ -69,7 +69,9 @@ def inlined_spd(model, prompts, config: DecodeConfig):
                 logits = model.denoise(x[run], block_ids=bids[run], valid=vals[run])[:, lo:hi]
             step += 1
             steps = steps + (1 if everyone else run.long())
-            t, c, _ = predict(logits, mask_id, 0.0, None, False)
+            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+            logits.select(-1, mask_id).fill_(float("-inf"))  # MASK is never a prediction (the core's rule)
+            t, c, _ = predict(logits, 0.0, None, [], False)
             prev_top = top if step > 1 else None
             top, conf = (t, c) if everyone else (top.index_put((run,), t), conf.index_put((run,), c))
             open_ = is_mask & run[:, None]
