@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import signal
 import sys
 import warnings
 
@@ -114,17 +115,46 @@ def _short_warnings() -> None:
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
+class _StartupInterrupts:
+    """Notes a Ctrl-C while the program starts (the heavy imports), then raises KeyboardInterrupt as usual.
+
+    An interrupt that cuts a library's import short (numpy, scipy) can surface as another error when the
+    library's own import code catches it and tries again (a RecursionError, an AttributeError of a half-built
+    module): the note tells those apart from a real start-up failure. Only the main thread may set a handler."""
+
+    def __enter__(self):
+        self.seen = False
+        try:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: leave the handler alone
+            self.previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc_info):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     command, interrupted = "", STARTUP_INTERRUPTED
-    try:
-        args = build_parser().parse_args(argv)
-        command, interrupted = args.command, args.interrupted
-        quiet_transformers()
-        _short_warnings()
-        errors = user_errors()
-    except KeyboardInterrupt:
-        print(f"workbench{' ' + command if command else ''}: {interrupted}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    with _StartupInterrupts() as startup:
+        try:
+            args = build_parser().parse_args(argv)
+            command, interrupted = args.command, args.interrupted
+            quiet_transformers()
+            _short_warnings()
+            errors = user_errors()
+        except BaseException as err:
+            if not (startup.seen or isinstance(err, KeyboardInterrupt)):
+                raise
+            print(f"workbench{' ' + command if command else ''}: {interrupted}", file=sys.stderr, flush=True)
+            # Leave at once: the interrupt may have cut an import short, and the interpreter's normal shutdown
+            # can trip over such a module. Nothing was run, so there is nothing to flush or close.
+            os._exit(EXIT_INTERRUPTED)
     from workbench.contract import PluginRuntimeError
 
     try:
