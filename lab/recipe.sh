@@ -1,15 +1,60 @@
 #!/usr/bin/env bash
 # The shipped default lab, end to end, with the project's own `workbench train` (see docs/lab_log.md).
-# On the 2-core development CPU: ~12 + ~12 + ~5 min for the base model, ~12 min for the three post-trainings.
+# Times on the 2-core development CPU, shared with other work: base ~30 min; distillation ~3 min per task;
+# each 1,000-step post-training 6-25 min (mdlm < uniform < oput; spans ~2.5x choice).
+# Usage: lab/recipe.sh [OUT]   (OUT defaults to lab/models, which git ignores). Set SEEDS to train fewer
+# training seeds (default "2 3 4"); BASE=workbench/default_models/base starts from the shipped base instead
+# of training it (what the shipped post-trainings did). Rerunning resumes: finished models are skipped, a
+# killed run continues from its last checkpoint.
 set -euo pipefail
 OUT=${1:-lab/models}
+SEEDS=${SEEDS:-"2 3 4"}
+BASE=${BASE:-$OUT/base}
 mkdir -p "$OUT"
+train() {  # train OUT_FOLDER ARGS...: skip a model that is already there
+    local out=$1; shift
+    [ -f "$out/training.json" ] || workbench train "$@" --out "$out" --quiet
+}
+
 # Base model: masked-diffusion pretraining on running sums (learns digits, alignment, the answer format),
 # then on the default task `choice` (many right answers; see workbench/tasks/choice.py).
-workbench train --trainer mdlm --preset sum-scratch  --out "$OUT/sum-a" --eval-limit 0
-workbench train --trainer mdlm --preset sum-continue --init "$OUT/sum-a" --out "$OUT/sum-b" --eval-limit 0
-workbench train --trainer mdlm --preset base         --init "$OUT/sum-b" --out "$OUT/base"
-# The same base post-trained three ways with the same budget (the ablation's fair comparison).
-for trainer in mdlm uniform oput; do
-    workbench train --trainer "$trainer" --preset post --init "$OUT/base" --out "$OUT/$trainer"
+if [ "$BASE" = "$OUT/base" ]; then
+    train "$OUT/sum-a" --trainer mdlm --preset sum-scratch --eval-limit 0
+    train "$OUT/sum-b" --trainer mdlm --preset sum-continue --init "$OUT/sum-a" --eval-limit 0
+    train "$OUT/base"  --trainer mdlm --preset base --init "$OUT/sum-b"
+fi
+
+# Self-distillation (DMax): the base decodes 32,000 training prompts with threshold 0.95; the outputs the task
+# checks as correct are the post-training data (2 epochs of the 1,000 x 64 post-training).
+workbench distill --strategy threshold --tau 0.95 --model "$BASE" --task choice --count 32000 \
+    --batch-size 512 --out "$OUT/choice-distill.jsonl" --quiet
+# The same base post-trained three ways on the same data with the same budget, once per training seed.
+mkdir -p "$OUT/choice"
+ln -sfn "$(realpath "$BASE")" "$OUT/choice/base"  # the grid's base column
+for seed in $SEEDS; do
+    for trainer in mdlm uniform oput; do
+        train "$OUT/choice/$trainer/seed$seed" --trainer "$trainer" --preset post --init "$BASE" \
+            --data "$OUT/choice-distill.jsonl" --seed "$seed"
+    done
 done
+# The ablation "without self-distillation": the same post-training on the task's random right answers.
+for trainer in mdlm uniform oput; do
+    train "$OUT/choice-random/$trainer" --trainer "$trainer" --preset post --init "$BASE"
+done
+
+# Second task `spans` (block 32): the choice base continued on spans with mdlm, then the same recipe.
+train "$OUT/spans/base" --trainer mdlm --preset spans-base --init "$BASE"
+workbench distill --strategy threshold --tau 0.95 --model "$OUT/spans/base" --task spans --count 32000 \
+    --batch-size 512 --out "$OUT/spans-distill.jsonl" --quiet
+for seed in $SEEDS; do
+    for trainer in mdlm uniform oput; do
+        train "$OUT/spans/$trainer/seed$seed" --trainer "$trainer" --preset spans-post --init "$OUT/spans/base" \
+            --data "$OUT/spans-distill.jsonl" --seed "$seed"
+    done
+done
+
+# The grids (README, lab/results): one command per task over the training-seed folders.
+workbench ablate --model-dir "$OUT/choice" --trainers base,mdlm,oput,uniform \
+    --strategies spd,hard,threshold,hierarchical --tau 0.95,0.5,0 --limit 500 --store "$OUT/choice.db" --quiet
+workbench ablate --model-dir "$OUT/spans" --trainers base,mdlm,oput,uniform \
+    --strategies spd,hard,threshold,hierarchical --tau 0.95,0.5,0 --limit 500 --store "$OUT/spans.db" --quiet

@@ -1,6 +1,7 @@
 """Model cards: what a model folder is (recipe, seed, data, loss) and how it decodes (evaluation table).
 
-Written by `workbench train` beside the weights, and rewritten by the lab script with the full ablation.
+Written by `workbench train` beside the weights; `refresh_card` rewrites it with the current decoders and the
+lab's full ablation when the lab ships a model (`lab/ship.py`).
 """
 
 from __future__ import annotations
@@ -103,3 +104,27 @@ Reproduce: `{meta.get('command', 'workbench train ...')}`
     path.write_text(text)
     (out / "evaluation.json").write_text(json.dumps(rows, indent=1))
     return path
+
+
+def refresh_card(folder: str | Path, *, limit: int | None = 500, extra: str = "") -> Path:
+    """Rewrite a trained model folder's README.md and evaluation.json from its training.json; `extra` (markdown)
+    goes below the evaluation table. With `limit`, the table is decoded afresh on that many held-out examples
+    with today's decoders; with None the stored evaluation.json is kept byte for byte, so the folder's
+    checkpoint hash (which covers the json files) does not change. Returns the card's path."""
+    import torch
+
+    from workbench.models.loading import load_model
+
+    folder = Path(folder)
+    meta = json.loads((folder / "training.json").read_text())
+    cfg = meta["train_config"]
+    if limit is None:
+        stored = (folder / "evaluation.json").read_bytes()
+        path = write_card(folder, meta, json.loads(stored), extra)
+        (folder / "evaluation.json").write_bytes(stored)
+        return path
+    model, tokenizer = load_model(folder)
+    model.eval()
+    with torch.no_grad():
+        rows = evaluation_rows(model, tokenizer, str(folder), cfg["task"], limit, cfg["block_size"])
+    return write_card(folder, meta, rows, extra)
