@@ -324,7 +324,9 @@ def format_pivot(report: dict) -> str:
     several_tasks = len({r["task"] for r in report["cells"]}) > 1
     strategies = list(dict.fromkeys(r["strategy"] for r in report["cells"]))
     rows: dict[tuple, dict[str, dict]] = {}
-    for r in sorted(report["cells"], key=lambda r: (r["task"], strategies.index(r["strategy"]), _params_text(r),
+    # Within a strategy: its defaults first, then variants by their parameters; tau descending.
+    for r in sorted(report["cells"], key=lambda r: (r["task"], strategies.index(r["strategy"]),
+                                                     _params_text(r) != "–", _params_text(r),
                                                      -(r["tau"] if r["tau"] is not None else -1))):
         rows.setdefault((r["task"], r["strategy"], _params_text(r), fmt_tau(r["tau"])), {})[r["trainer"]] = r
 
