@@ -53,8 +53,11 @@ for seed in $SEEDS; do
     done
 done
 
-# The grids (README, lab/results): one command per task over the training-seed folders.
-workbench ablate --model-dir "$OUT/choice" --trainers base,mdlm,oput,uniform \
-    --strategies spd,hard,threshold,hierarchical --tau 0.95,0.5,0 --limit 500 --store "$OUT/choice.db" --quiet
-workbench ablate --model-dir "$OUT/spans" --trainers base,mdlm,oput,uniform \
-    --strategies spd,hard,threshold,hierarchical --tau 0.95,0.5,0 --limit 500 --store "$OUT/spans.db" --quiet
+# The grids (README, lab/results): one command per task over the training-seed folders, plus the paper's
+# non-contiguous `hard` variant; `workbench report --store ... --format pivot|markdown|json` prints them.
+for task in choice spans; do
+    workbench ablate --model-dir "$OUT/$task" --trainers base,mdlm,oput,uniform \
+        --strategies spd,hard,threshold,hierarchical --tau 0.95,0.5,0 --limit 500 --store "$OUT/$task.db" --quiet
+    workbench ablate --model-dir "$OUT/$task" --trainers base,mdlm,oput,uniform \
+        --strategies hard --set contiguous=false --tau 0.95,0.5,0 --limit 500 --store "$OUT/$task.db" --quiet
+done
