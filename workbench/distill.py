@@ -16,7 +16,6 @@ flight: rerunning the same command skips every prompt already written.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Callable, Iterator
 import workbench
 from workbench.loop import generate
 from workbench.models.tokenizer import decode, encode
+from workbench.provenance import sha256_file
 
 
 class DistillError(ValueError):
@@ -41,21 +41,13 @@ def rejected_path(out: str | Path) -> Path:
     return out.with_name(out.stem + ".rejected.jsonl")
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def data_record(path: str | Path | None) -> dict | None:
     """What `workbench train --data` records about its data: path, sha256 of the file, and the sidecar metadata
     (None when the file has no sidecar, e.g. hand-written data). None for no data."""
     if path is None:
         return None
     meta = meta_path(path)
-    return {"path": str(path), "sha256": file_sha256(path),
+    return {"path": str(path), "sha256": sha256_file(path),
             "meta": json.loads(meta.read_text()) if meta.is_file() else None}
 
 
