@@ -14,25 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from recorder_plugin import RECORDER
 from workbench.cli import main as cli
 from workbench.models.native import build_random_model
 from workbench.models.tokenizer import build_char_tokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Counts the prompts each generate call decoded (one line per call) into $WB_RECORD; sleeps $WB_SLEEP seconds
-# per call so the killed process is still decoding when the test kills it.
-RECORDER = '''
-import os, time
-from workbench.registry import hookimpl
-
-class Recorder:
-    @hookimpl
-    def on_generation_end(self, results):
-        with open(os.environ["WB_RECORD"], "a") as f:
-            f.write(f"{len(results)}\\n")
-        time.sleep(float(os.environ.get("WB_SLEEP", "0")))
-'''
 
 
 def make_model_dir(root: Path, trainers=("mdlm", "oput")) -> Path:

@@ -9,21 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from recorder_plugin import RECORDER
 from workbench.cli import main as cli
 from workbench.tasks import load_task
 from workbench.tasks.base import is_held_out
 
-# Counts the prompts each generate call decoded (one line per call) into $WB_RECORD.
-RECORDER = '''
-import os
-from workbench.registry import hookimpl
-
-class Recorder:
-    @hookimpl
-    def on_generation_end(self, results):
-        with open(os.environ["WB_RECORD"], "a") as f:
-            f.write(f"{len(results)}\\n")
-'''
 
 
 def distill(out: Path, *extra: str) -> int:
