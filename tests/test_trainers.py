@@ -141,6 +141,67 @@ def test_train_set_is_recorded_and_bad_names_are_refused(tmp_path, capsys):
     assert "no parameter 'mask_rate'" in err and "mask_ratio" in err and not (tmp_path / "x").exists()
 
 
+def test_soft_oput_feeds_the_predicted_copy_spd_hybrids_with_the_prediction_confidence(setup):
+    """copy_inputs=soft (a lab variant): x_p holds the greedy prediction (MASK logit removed) and its weight
+    p = max softmax at predicted positions, 1 elsewhere; the model is fed p E(top) + (1 - p) e_mask rescaled
+    to p ||E(top)|| + (1 - p) ||e_mask|| (written out here, not through the workbench's `hybrid`)."""
+    model, batch = setup
+    x_m, x_p = make_objective("oput", copy_inputs="soft").corrupt(model, batch, BLOCK, torch.Generator().manual_seed(1))
+    masked = x_m.noisy == model.mask_id
+    with torch.no_grad():
+        logits = response_logits(model, batch, x_m.noisy, BLOCK).float()
+    logits[..., model.mask_id] = float("-inf")
+    probs = logits.softmax(-1)
+    assert x_m.soft is None
+    assert torch.equal(x_p.noisy, torch.where(masked, probs.argmax(-1), x_m.noisy))
+    assert torch.allclose(x_p.soft, torch.where(masked, probs.amax(-1), torch.ones_like(x_p.soft)))
+    assert (x_p.soft[masked] < 1).all()
+
+    with torch.no_grad():
+        # weight 1 everywhere is the plain token input, exactly
+        ones = torch.ones_like(x_p.soft)
+        assert torch.equal(response_logits(model, batch, x_p.noisy, BLOCK, soft=ones),
+                           response_logits(model, batch, x_p.noisy, BLOCK))
+        # one soft position (row 0, position 2, p = 0.3) against the same input built by hand
+        soft = ones.clone()
+        soft[0, 2] = 0.3
+        got = response_logits(model, batch, x_p.noisy, BLOCK, soft=soft)
+        e, m = model.embed.weight[x_p.noisy[0, 2]], model.embed.weight[model.mask_id]
+        mixed = 0.3 * e + 0.7 * m
+        h = mixed / (mixed.norm() + 1e-6) * (0.3 * e.norm() + 0.7 * m.norm())
+        p = batch.prompt.shape[1]
+        ids = torch.cat([batch.prompt, x_p.noisy, batch.response], dim=1)
+        embeds = model.embed.weight[ids].clone()
+        embeds[0, p + 2] = h
+        from workbench.models.masks import block_diffusion_training_mask, position_ids_from_valid
+        from trainers.base import response_block_ids
+        n, r = batch.response.shape
+        valid = torch.cat([batch.prompt_valid, torch.ones((n, r), dtype=torch.bool)], dim=1)
+        positions = position_ids_from_valid(valid)
+        mask = block_diffusion_training_mask(response_block_ids(n, p, r, BLOCK, "cpu"), valid, p)
+        want = model(inputs_embeds=embeds, position_ids=torch.cat([positions, positions[:, p:]], 1), attn_mask=mask)
+        assert torch.allclose(got, want[:, p:p + r], atol=1e-5)
+        assert not torch.allclose(got[0], response_logits(model, batch, x_p.noisy, BLOCK)[0], atol=1e-4)
+
+    # the hybrid is built from the live table: the loss's gradient reaches e_mask through it
+    model.zero_grad()
+    response_logits(model, batch, x_p.noisy, BLOCK, soft=x_p.soft).logsumexp(-1).sum().backward()
+    assert model.embed.weight.grad[model.mask_id].abs().sum() > 0
+    model.zero_grad()
+
+
+def test_soft_oput_trains_from_the_cli_and_bad_copy_inputs_are_refused(tmp_path, capsys):
+    out = tmp_path / "m"
+    assert cli(["train", "--trainer", "oput", "--preset", "micro", "--steps", "3", "--eval-limit", "0",
+                "--set", "copy_inputs=soft", "--out", str(out), "--quiet"]) == 0
+    meta = json.loads((out / "training.json").read_text())
+    assert meta["train_config"]["trainer_params"] == {"copy_inputs": "soft"}
+    assert all(loss == loss for loss in meta["loss_history"])  # finite, not NaN
+    assert cli(["train", "--trainer", "oput", "--set", "copy_inputs=fuzzy", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "copy_inputs" in err and "soft" in err and not (tmp_path / "x").exists()
+
+
 def test_uniform_state_mode_corrupts_with_random_tokens_only(setup):
     """mode=uniform-state: no mask anywhere, random ordinary tokens at a per-sequence rate t, loss on every
     answer position plus the EOS block (what a model decoded from a random canvas must repair)."""

@@ -35,6 +35,14 @@ class CorruptedCopy:
     noisy: torch.Tensor  # (N, R) long
     weights: torch.Tensor  # (N, R) float
     normaliser: float
+    # (N, R) float or None: the weight p of each noisy token in SPD's hybrid input p E(token) + (1 - p) e_mask
+    # (norm-preserving); 1 feeds the plain token embedding. None: every position is fed E(noisy), as DMax trains.
+    soft: torch.Tensor | None = None
+
+    def rows(self, part) -> "CorruptedCopy":
+        """The copy restricted to the batch rows `part` (a micro-batch); the normaliser stays global."""
+        return CorruptedCopy(self.noisy[part], self.weights[part], self.normaliser,
+                             None if self.soft is None else self.soft[part])
 
 
 class Objective(Protocol):
@@ -67,11 +75,28 @@ def response_block_ids(n: int, prompt_len: int, response_len: int, block_size: i
     return torch.cat([torch.zeros(prompt_len, dtype=torch.long, device=device), resp]).expand(n, -1)
 
 
-def response_logits(model, batch: TrainBatch, noisy: torch.Tensor, block_size: int) -> torch.Tensor:
+def soft_noisy_embeddings(model, noisy: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+    """(N, R, D) SPD hybrid inputs of the noisy tokens with weights `soft` (1 = the token's own embedding),
+    built from the live embedding table so its gradient reaches E."""
+    from plugins.embedders import hybrid
+
+    inner = getattr(model, "module", model)
+    table = inner.embedding_table()
+    plain = table[noisy]
+    mixed = hybrid(plain, inner.mask_embedding(), soft)
+    return torch.where((soft < 1)[..., None], mixed, plain)
+
+
+def response_logits(model, batch: TrainBatch, noisy: torch.Tensor, block_size: int,
+                    soft: torch.Tensor | None = None) -> torch.Tensor:
     """Logits (N, R, V) at the noisy response positions, in the layout the model is decoded with. A model
-    with a layout of its own (DiffusionGemma's encoder-decoder) provides `training_logits`."""
+    with a layout of its own (DiffusionGemma's encoder-decoder) provides `training_logits`. `soft` (N, R):
+    feed the noisy half SPD's hybrid inputs with these token weights (`CorruptedCopy.soft`)."""
     own = getattr(getattr(model, "module", model), "training_logits", None)
     if own is not None:
+        if soft is not None:
+            raise ValueError(f"{type(getattr(model, 'module', model)).__name__} trains in a layout of its own "
+                             f"and cannot be fed soft (hybrid) inputs; train it with copy_inputs=hard")
         return own(batch.prompt, batch.prompt_valid, noisy, batch.response, block_size)
     n, p = batch.prompt.shape
     r = noisy.shape[1]
@@ -88,7 +113,12 @@ def response_logits(model, batch: TrainBatch, noisy: torch.Tensor, block_size: i
     else:
         ids = torch.cat([batch.prompt, noisy], dim=1)
         mask = decode_attention_mask(block_ids, valid, block_causal=False)
-    logits = model(ids, position_ids=positions, attn_mask=mask)
+    if soft is None:
+        logits = model(ids, position_ids=positions, attn_mask=mask)
+    else:
+        embeds = getattr(model, "module", model).embedding_table()[ids]
+        embeds = torch.cat([embeds[:, :p], soft_noisy_embeddings(model, noisy, soft), embeds[:, p + r:]], dim=1)
+        logits = model(inputs_embeds=embeds, position_ids=positions, attn_mask=mask)
     return logits[:, p : p + r]
 
 

@@ -5,6 +5,10 @@ included, is masked by a Bernoulli(t) draw. Two copies per example, mixed 50/50:
 and x_p = x_m with every mask replaced by the model's own greedy prediction from one no-grad forward
 on x_m with the current weights (on-policy). Cross-entropy against the clean sequence on ALL answer
 positions plus the first B trailing EOS positions, no 1/t weight: L = L_mask + L_pred.
+
+`copy_inputs="soft"` (a lab variant, not DMax's): x_p's predicted positions are fed SPD's hybrid
+p E(top) + (1 - p) e_mask with p the prediction's confidence (MASK logit removed, as SPD decodes by default)
+instead of E(top), so the model is trained on the inputs SPD decodes with. The default `hard` is DMax's.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import attrs
 import torch
 
 from trainers.base import CorruptedCopy, TrainBatch, answer_plus_eos_block, bernoulli_mask, response_logits
+
+COPY_INPUTS = ("hard", "soft")
 
 
 def require_mask_token(model, trainer: str, alternative: str = "--trainer uniform --set mode=uniform-state") -> None:
@@ -40,6 +46,7 @@ def full_response_copies(batch: TrainBatch, block_size: int, x_m: torch.Tensor, 
 class OPUT:
     name = "oput"
     mask_ratio: float = attrs.field(default=0.75, validator=[attrs.validators.gt(0), attrs.validators.le(1)])
+    copy_inputs: str = attrs.field(default="hard", validator=attrs.validators.in_(COPY_INPUTS))
 
     def corrupt(self, model, batch: TrainBatch, block_size: int, gen: torch.Generator) -> list[CorruptedCopy]:
         require_mask_token(model, "oput")
@@ -47,7 +54,15 @@ class OPUT:
         was_training = model.training
         model.eval()  # greedy prediction of the current policy: no dropout noise, no gradient
         with torch.no_grad():
-            predicted = response_logits(model, batch, x_m, block_size).argmax(-1)
+            logits = response_logits(model, batch, x_m, block_size)
+            if self.copy_inputs == "soft":
+                logits = logits.float()
+                logits[..., model.mask_id] = float("-inf")  # SPD's default: MASK is never a prediction
         model.train(was_training)
-        x_p = torch.where(x_m == model.mask_id, predicted, x_m)
-        return full_response_copies(batch, block_size, x_m, x_p)
+        masked = x_m == model.mask_id
+        x_p = torch.where(masked, logits.argmax(-1), x_m)
+        copies = full_response_copies(batch, block_size, x_m, x_p)
+        if self.copy_inputs == "soft":
+            conf = torch.where(masked, logits.softmax(-1).amax(-1), torch.ones_like(logits[..., 0]))
+            copies[1] = attrs.evolve(copies[1], soft=conf)
+        return copies

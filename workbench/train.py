@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 
 from trainers import make_objective
-from trainers.base import CorruptedCopy, TrainBatch, collate, response_logits, weighted_cross_entropy
+from trainers.base import TrainBatch, collate, response_logits, weighted_cross_entropy
 from workbench.card import evaluation_rows, write_card
 from workbench.distill import data_record
 from workbench.distributed import local_device, mean_over_ranks, rank_rows
@@ -303,10 +303,9 @@ def train(cfg: TrainConfig, out: str | Path, *, init: str | None = None, progres
                 with autocast:
                     # Normalisers stay global; x world undoes DDP's average over ranks (module docstring).
                     loss = world * sum(
-                        weighted_cross_entropy(response_logits(trainable, micro, copy.noisy[part], cfg.block_size),
-                                               micro.response, CorruptedCopy(copy.noisy[part], copy.weights[part],
-                                                                             copy.normaliser))
-                        for copy in copies
+                        weighted_cross_entropy(response_logits(trainable, micro, view.noisy, cfg.block_size,
+                                                               soft=view.soft), micro.response, view)
+                        for view in (copy.rows(part) for copy in copies)
                     )
                 loss.backward()
             total += float(loss.detach())
