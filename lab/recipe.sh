@@ -37,6 +37,11 @@ for seed in $SEEDS; do
             --data "$OUT/choice-distill.jsonl" --seed "$seed"
     done
 done
+# Lab variant (not DMax's, not shipped): the on-policy copy fed SPD's hybrid inputs (docs/lab_log.md run 20).
+for seed in $SEEDS; do
+    train "$OUT/choice-soft/oput/seed$seed" --trainer oput --preset post --init "$BASE" \
+        --data "$OUT/choice-distill.jsonl" --seed "$seed" --set copy_inputs=soft
+done
 # The ablation "without self-distillation": the same post-training on the task's random right answers.
 for trainer in mdlm uniform oput; do
     train "$OUT/choice-random/$trainer" --trainer "$trainer" --preset post --init "$BASE"
@@ -61,3 +66,10 @@ for task in choice spans; do
     workbench ablate --model-dir "$OUT/$task" --trainers base,mdlm,oput,uniform \
         --strategies hard --set contiguous=false --tau 0.95,0.5,0 --limit 500 --store "$OUT/$task.db" --quiet
 done
+# The refiners on oput over tau_dec (README's sweep), and the soft-copy variant against it.
+workbench ablate --model-dir "$OUT/choice" --trainers base --strategies threshold --tau 0.95 --limit 500 \
+    --store "$OUT/choice-sweep.db" --quiet
+workbench ablate --model-dir "$OUT/choice" --trainers oput --strategies spd,hard --tau 0.95,0.9,0.8,0.7,0.6,0.5,0 \
+    --limit 500 --store "$OUT/choice-sweep.db" --quiet
+workbench ablate --model-dir "$OUT/choice-soft" --trainers oput --strategies spd,hard --tau 0.95,0.7,0.5,0 \
+    --limit 500 --store "$OUT/choice-soft.db" --quiet
