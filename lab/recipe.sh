@@ -73,3 +73,7 @@ workbench ablate --model-dir "$OUT/choice" --trainers oput --strategies spd,hard
     --limit 500 --store "$OUT/choice-sweep.db" --quiet
 workbench ablate --model-dir "$OUT/choice-soft" --trainers oput --strategies spd,hard --tau 0.95,0.7,0.5,0 \
     --limit 500 --store "$OUT/choice-soft.db" --quiet
+workbench ablate --model-dir "$OUT/spans" --trainers base --strategies threshold --tau 0.95 --limit 500 \
+    --store "$OUT/spans-sweep.db" --quiet
+workbench ablate --model-dir "$OUT/spans" --trainers oput,uniform --strategies spd,hard --tau 0.95,0.9,0.8,0.7,0.6,0.5 \
+    --limit 500 --store "$OUT/spans-sweep.db" --quiet
