@@ -202,6 +202,19 @@ def test_soft_oput_trains_from_the_cli_and_bad_copy_inputs_are_refused(tmp_path,
     assert "copy_inputs" in err and "soft" in err and not (tmp_path / "x").exists()
 
 
+def test_soft_oput_under_fsdp_is_refused_before_anything_is_built(tmp_path):
+    """FSDP does not keep the gathered embedding table alive for a backward that reaches it outside the
+    forward (2 gloo ranks segfaulted); the objective says so before sharding, DMax's hard copy is unaffected."""
+    cfg = TrainConfig(trainer="oput", trainer_params={"copy_inputs": "soft"}, fsdp=True,
+                      **{**PRESETS["micro"], "steps": 2, "eval_limit": 0})
+    with pytest.raises(ValueError, match="copy_inputs=soft.*--fsdp.*without --fsdp"):
+        train(cfg, tmp_path / "soft", progress=False)
+    assert not (tmp_path / "soft" / "checkpoint.pt").exists()
+    hard = TrainConfig(trainer="oput", fsdp=True, **{**PRESETS["micro"], "steps": 2, "eval_limit": 0})
+    with pytest.raises(ValueError, match="launch it with `torchrun"):  # one process: the usual refusal
+        train(hard, tmp_path / "hard", progress=False)
+
+
 def test_uniform_state_mode_corrupts_with_random_tokens_only(setup):
     """mode=uniform-state: no mask anywhere, random ordinary tokens at a per-sequence rate t, loss on every
     answer position plus the EOS block (what a model decoded from a random canvas must repair)."""

@@ -51,6 +51,9 @@ class Objective(Protocol):
     def corrupt(self, model, batch: TrainBatch, block_size: int, gen: torch.Generator) -> list[CorruptedCopy]:
         """Corrupted copies of `batch` for one optimisation step; the loss is the sum over copies."""
 
+    # Optional: `fsdp_refusal() -> str | None`, called by `workbench.train` before sharding under --fsdp: why
+    # this objective cannot train sharded (the message shown to the user), or None when it can.
+
 
 def collate(examples, tokenizer, response_len: int, eos_id: int, pad_id: int) -> TrainBatch:
     prompts = [tokenizer(e.prompt, add_special_tokens=False)["input_ids"] for e in examples]
@@ -116,8 +119,9 @@ def response_logits(model, batch: TrainBatch, noisy: torch.Tensor, block_size: i
     if soft is None:
         logits = model(ids, position_ids=positions, attn_mask=mask)
     else:
-        embeds = getattr(model, "module", model).embedding_table()[ids]
-        embeds = torch.cat([embeds[:, :p], soft_noisy_embeddings(model, noisy, soft), embeds[:, p + r:]], dim=1)
+        noisy_embeds = soft_noisy_embeddings(model, noisy, soft)
+        table = getattr(model, "module", model).embedding_table()
+        embeds = torch.cat([table[ids[:, :p]], noisy_embeds, table[ids[:, p + r:]]], dim=1)
         logits = model(inputs_embeds=embeds, position_ids=positions, attn_mask=mask)
     return logits[:, p : p + r]
 

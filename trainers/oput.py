@@ -48,6 +48,16 @@ class OPUT:
     mask_ratio: float = attrs.field(default=0.75, validator=[attrs.validators.gt(0), attrs.validators.le(1)])
     copy_inputs: str = attrs.field(default="hard", validator=attrs.validators.in_(COPY_INPUTS))
 
+    def fsdp_refusal(self) -> str | None:
+        """Called by `workbench.train` under --fsdp: the soft copy builds its hybrid inputs from the embedding
+        table outside the model's forward, where FSDP does not keep the gathered table alive for the backward
+        (measured: a segfault in the backward on 2 gloo ranks). None for DMax's hard copy."""
+        if self.copy_inputs == "soft":
+            return ("trainer oput with copy_inputs=soft builds SPD's hybrid inputs from the embedding table "
+                    "outside the model's forward, which --fsdp does not support; train it without --fsdp (DDP "
+                    "shares the work the same way) or with copy_inputs=hard")
+        return None
+
     def corrupt(self, model, batch: TrainBatch, block_size: int, gen: torch.Generator) -> list[CorruptedCopy]:
         require_mask_token(model, "oput")
         x_m = masked_copy(model, batch, self.mask_ratio, gen)

@@ -256,13 +256,17 @@ def train(cfg: TrainConfig, out: str | Path, *, init: str | None = None, progres
     device = local_device()
     if cfg.bf16 and device.type != "cuda":
         raise ValueError("--bf16 is bfloat16 autocast on CUDA and no CUDA device is available; drop --bf16 on CPU")
+    objective = make_objective(cfg.trainer, **cfg.trainer_params)
+    # An objective that reaches for parameters outside the model's forward cannot run sharded; it says why.
+    refusal = getattr(objective, "fsdp_refusal", lambda: None)() if cfg.fsdp else None
+    if refusal:
+        raise ValueError(refusal)
     if cfg.fsdp and world == 1:
         raise ValueError("--fsdp shards the model over the processes of a torchrun job; launch it with "
                          "`torchrun --nproc_per_node N -m workbench train ...` (N > 1) or drop --fsdp")
     task = load_task(cfg.task)
     tokenizer = load_tokenizer(init) if init else build_char_tokenizer()
     model = build_model(cfg, init, len(tokenizer)).to(device)
-    objective = make_objective(cfg.trainer, **cfg.trainer_params)
     _set_layout(model, cfg, objective)
     if cfg.fsdp:
         _fully_shard(model)  # before the optimizer: it must hold the sharded parameters
