@@ -42,6 +42,15 @@ for seed in $SEEDS; do
     train "$OUT/choice-soft/oput/seed$seed" --trainer oput --preset post --init "$BASE" \
         --data "$OUT/choice-distill.jsonl" --seed "$seed" --set copy_inputs=soft
 done
+# Longer OPUT and mask ratio 0.5 on the same data (docs/lab_log.md runs 22-24; not shipped).
+train "$OUT/choice-ratio05/oput/seed2" --trainer oput --preset post --init "$BASE" \
+    --data "$OUT/choice-distill.jsonl" --seed 2 --set mask_ratio=0.5
+for seed in 2 3; do
+    train "$OUT/choice-long/oput/seed$seed" --trainer oput --preset post --steps 3000 --init "$BASE" \
+        --data "$OUT/choice-distill.jsonl" --seed "$seed"
+    train "$OUT/choice-long6k/oput/seed$seed" --trainer oput --preset post --steps 6000 --init "$BASE" \
+        --data "$OUT/choice-distill.jsonl" --seed "$seed"
+done
 # The ablation "without self-distillation": the same post-training on the task's random right answers.
 for trainer in mdlm uniform oput; do
     train "$OUT/choice-random/$trainer" --trainer "$trainer" --preset post --init "$BASE"
@@ -77,3 +86,7 @@ workbench ablate --model-dir "$OUT/spans" --trainers base --strategies threshold
     --store "$OUT/spans-sweep.db" --quiet
 workbench ablate --model-dir "$OUT/spans" --trainers oput,uniform --strategies spd,hard --tau 0.95,0.9,0.8,0.7,0.6,0.5 \
     --limit 500 --store "$OUT/spans-sweep.db" --quiet
+for lab in choice-long choice-long6k choice-ratio05; do
+    workbench ablate --model-dir "$OUT/$lab" --trainers oput --strategies spd,hard \
+        --tau 0.95,0.9,0.85,0.8,0.7,0.5,0 --limit 500 --store "$OUT/$lab.db" --quiet
+done
