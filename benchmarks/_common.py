@@ -13,6 +13,11 @@ from workbench.placement import DTYPES, place, resolve
 DEFAULT_SIZE = dict(hidden_size=128, num_layers=4, num_heads=4)
 VOCAB = 90
 
+# Fast-dLLM's threshold rule (tau 0.9, its default; margin 0: conf >= tau and the best one). dInfer's margin
+# would commit every position within 1e-5 of the best, and a random model's near-uniform confidences all are:
+# every block would take one forward and there would be nothing for a cache to save.
+FAST_DLLM = {"tau": 0.9, "margin": 0.0}
+
 
 def add_precision_argument(parser) -> None:
     parser.add_argument("--dtype", choices=("auto", *DTYPES), default="auto",

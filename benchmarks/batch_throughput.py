@@ -19,11 +19,6 @@ import torch
 import _common as C
 from workbench.loop import generate
 from workbench.registry import make_manager
-
-# Fast-dLLM's threshold rule (tau 0.9, its default; margin 0: conf >= tau and the best one). dInfer's margin
-# would commit every position within 1e-5 of the best, and a random model's near-uniform confidences all are:
-# every block would take one forward and there would be nothing for a cache to save.
-FAST_DLLM = {"tau": 0.9, "margin": 0.0}
 from workbench.state import DecodeConfig
 
 
@@ -46,7 +41,7 @@ def main() -> None:
     config = DecodeConfig(block_size=args.block, max_new_tokens=args.new, cache=args.cache)
 
     def run(batch):
-        return generate(model, batch, make_manager("threshold", params=FAST_DLLM), config)
+        return generate(model, batch, make_manager("threshold", params=C.FAST_DLLM), config)
 
     run(prompts[:2])  # warm-up
     batched, t_batch = C.timed(lambda: run(prompts))
