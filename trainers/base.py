@@ -78,27 +78,16 @@ def response_block_ids(n: int, prompt_len: int, response_len: int, block_size: i
     return torch.cat([torch.zeros(prompt_len, dtype=torch.long, device=device), resp]).expand(n, -1)
 
 
-def soft_noisy_embeddings(model, noisy: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
-    """(N, R, D) SPD hybrid inputs of the noisy tokens with weights `soft` (1 = the token's own embedding),
-    built from the live embedding table so its gradient reaches E."""
-    from plugins.embedders import hybrid
-
-    inner = getattr(model, "module", model)
-    table = inner.embedding_table()
-    plain = table[noisy]
-    mixed = hybrid(plain, inner.mask_embedding(), soft)
-    return torch.where((soft < 1)[..., None], mixed, plain)
-
-
 def response_logits(model, batch: TrainBatch, noisy: torch.Tensor, block_size: int,
                     soft: torch.Tensor | None = None) -> torch.Tensor:
     """Logits (N, R, V) at the noisy response positions, in the layout the model is decoded with. A model
     with a layout of its own (DiffusionGemma's encoder-decoder) provides `training_logits`. `soft` (N, R):
     feed the noisy half SPD's hybrid inputs with these token weights (`CorruptedCopy.soft`)."""
-    own = getattr(getattr(model, "module", model), "training_logits", None)
+    inner = getattr(model, "module", model)  # under DDP the wrapper hides the model's attributes
+    own = getattr(inner, "training_logits", None)
     if own is not None:
         if soft is not None:
-            raise ValueError(f"{type(getattr(model, 'module', model)).__name__} trains in a layout of its own "
+            raise ValueError(f"{type(inner).__name__} trains in a layout of its own "
                              f"and cannot be fed soft (hybrid) inputs; train it with copy_inputs=hard")
         return own(batch.prompt, batch.prompt_valid, noisy, batch.response, block_size)
     n, p = batch.prompt.shape
@@ -107,8 +96,7 @@ def response_logits(model, batch: TrainBatch, noisy: torch.Tensor, block_size: i
     valid = torch.cat([batch.prompt_valid, torch.ones((n, r), dtype=torch.bool, device=device)], dim=1)
     block_ids = response_block_ids(n, p, r, block_size, device)
     positions = position_ids_from_valid(valid)
-    # Under DDP the wrapper hides the model's attributes; the layout is the wrapped model's.
-    if getattr(model, "module", model).block_causal:
+    if inner.block_causal:  # the layout is the wrapped model's
         # BD3-LM / LLaDA-2.0 layout: [prompt ; noisy ; clean], both response halves share position ids.
         ids = torch.cat([batch.prompt, noisy, batch.response], dim=1)
         mask = block_diffusion_training_mask(block_ids, valid, p)
@@ -119,9 +107,13 @@ def response_logits(model, batch: TrainBatch, noisy: torch.Tensor, block_size: i
     if soft is None:
         logits = model(ids, position_ids=positions, attn_mask=mask)
     else:
-        noisy_embeds = soft_noisy_embeddings(model, noisy, soft)
-        table = getattr(model, "module", model).embedding_table()
-        embeds = torch.cat([table[ids[:, :p]], noisy_embeds, table[ids[:, p + r:]]], dim=1)
+        from plugins.embedders import hybrid
+
+        # From the live table, so the gradient reaches E and e_mask; weight 1 feeds the token's own embedding.
+        embeds = inner.embedding_table()[ids]
+        plain = embeds[:, p : p + r]
+        mixed = torch.where((soft < 1)[..., None], hybrid(plain, inner.mask_embedding(), soft), plain)
+        embeds = torch.cat([embeds[:, :p], mixed, embeds[:, p + r:]], dim=1)
         logits = model(inputs_embeds=embeds, position_ids=positions, attn_mask=mask)
     return logits[:, p : p + r]
 
