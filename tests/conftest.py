@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +23,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # Tiny models are latency-bound: with intra-op threads on a shared 2-core machine a 2-layer forward
 # takes ~100x longer (thread hand-off under contention) than on one thread.
 torch.set_num_threads(1)
+
+# Golden transcripts (`tests/reference/`): strategy tests import `transcripts` (cases, check_case).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "reference"))
 
 TINY = dict(hidden_size=32, num_layers=2, num_heads=2)
 
