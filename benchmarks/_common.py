@@ -7,7 +7,7 @@ import time
 import torch
 
 from workbench.models.native import build_random_model
-from workbench.placement import DTYPES, place, resolve
+from workbench.runtime.placement import DTYPES, place, resolve
 
 # The shipped default model's size (vocab 90, hidden 128, 4 layers, 4 heads).
 DEFAULT_SIZE = dict(hidden_size=128, num_layers=4, num_heads=4)
@@ -25,7 +25,7 @@ def add_precision_argument(parser) -> None:
 
 
 def model(*, block_causal: bool = True, dtype: str = "auto", **size):
-    """A random native model placed as `workbench run` places one (`workbench.placement`: the GPU when
+    """A random native model placed as `workbench run` places one (`workbench.runtime.placement`: the GPU when
     present; `dtype` auto = bfloat16 with TF32 there, float32 on the CPU). Default size unless `size` says
     otherwise; wider models get 64-wide heads (GPT-2 small's: hidden 768, 12 layers, 12 heads is the
     ~100M-parameter model of the GPU targets)."""

@@ -17,9 +17,9 @@ import argparse
 import torch
 
 import _common as C
-from workbench.loop import generate
-from workbench.registry import make_manager
-from workbench.state import DecodeConfig
+from workbench.decoding.loop import generate
+from workbench.decoding.registry import make_manager
+from workbench.decoding.state import DecodeConfig
 
 
 def main() -> None:

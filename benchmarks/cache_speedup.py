@@ -19,10 +19,10 @@ import statistics
 import torch
 
 import _common as C
-from workbench.placement import resolve
-from workbench.loop import generate
-from workbench.registry import make_manager
-from workbench.state import DecodeConfig
+from workbench.runtime.placement import resolve
+from workbench.decoding.loop import generate
+from workbench.decoding.registry import make_manager
+from workbench.decoding.state import DecodeConfig
 
 
 def main() -> None:

@@ -19,11 +19,11 @@ import argparse
 import torch
 
 import _common as C
-from workbench.loop import generate
+from workbench.decoding.loop import generate
 from workbench.models.diffusion_gemma import DiffusionGemmaDenoiser, build_random_diffusion_gemma
-from workbench.registry import make_manager
-from workbench.rng import sample_seed
-from workbench.state import DecodeConfig
+from workbench.decoding.registry import make_manager
+from workbench.decoding.rng import sample_seed
+from workbench.decoding.state import DecodeConfig
 
 EOS = 2
 

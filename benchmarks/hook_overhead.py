@@ -16,9 +16,9 @@ import torch
 
 import _common as C
 from plugins.embedders import hybrid
-from workbench.loop import generate, predict
-from workbench.registry import make_manager
-from workbench.state import DecodeConfig
+from workbench.decoding.loop import generate, predict
+from workbench.decoding.registry import make_manager
+from workbench.decoding.state import DecodeConfig
 
 TAU_DEC, TAU_ACC = 0.5, 0.9
 

@@ -22,10 +22,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import _common as C
-from workbench.cache import KVCache, make_runner
-from workbench.loop import generate
-from workbench.registry import make_manager
-from workbench.state import DecodeConfig
+from workbench.decoding.cache import KVCache, make_runner
+from workbench.decoding.loop import generate
+from workbench.decoding.registry import make_manager
+from workbench.decoding.state import DecodeConfig
 
 
 class Recorder:

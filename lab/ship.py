@@ -14,8 +14,8 @@ import argparse
 import shutil
 from pathlib import Path
 
-from workbench.card import refresh_card
-from workbench.models.loading import DEFAULT_MODELS
+from workbench.results.card import refresh_card
+from workbench.models.folders import DEFAULT_MODELS
 
 # What a shipped model folder holds; checkpoint.pt (optimizer state) and the old card are left behind.
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "training.json")

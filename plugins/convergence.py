@@ -5,8 +5,7 @@ from __future__ import annotations
 import attrs
 import torch
 
-from workbench.registry import hookimpl, unit_interval
-from workbench.state import BlockState
+from workbench import BlockState, hookimpl, unit_interval
 
 
 def no_mask_left(state: BlockState) -> torch.Tensor:

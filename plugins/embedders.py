@@ -10,9 +10,7 @@ from __future__ import annotations
 import attrs
 import torch
 
-from workbench.models.base import Denoiser
-from workbench.registry import hookimpl
-from workbench.state import BlockState, ModelInputsDenied, StashKey
+from workbench import BlockState, Denoiser, ModelInputsDenied, StashKey, hookimpl
 
 # Added to the norm before dividing (DMax Eq. 10): keeps h finite when p*E(top) and (1-p)*e_mask cancel.
 HYBRID_EPS = 1e-6
@@ -69,7 +67,7 @@ def mix_target(state: BlockState, model: Denoiser, open_input: str) -> torch.Ten
     if open_input == "mean":
         mean = state.stash.get(_MEAN_NOISE)
         if mean is None:
-            from workbench.loop import noise_range
+            from workbench import noise_range
 
             low, high = noise_range(model)
             table = model.embedding_table()

@@ -9,14 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from workbench.decoding.defaults import remove_mask_logit
+
 MASK_LOGIT_RULES = ("remove", "keep")
-
-
-def remove_mask_logit(state, logits: torch.Tensor) -> torch.Tensor:
-    """The MASK logit set to -inf in place (when the model has a mask token): MASK is never a prediction."""
-    if state.mask_id is not None:
-        logits.select(-1, state.mask_id).fill_(float("-inf"))
-    return logits
 
 
 def mask_logit_rule(rule: str, state, logits: torch.Tensor) -> torch.Tensor:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import attrs
 import torch
 
-from workbench.registry import hookimpl, unit_interval
-from workbench.state import BlockState
+from workbench import BlockState, hookimpl, unit_interval
 
 
 def most_confident(state: BlockState, open_: torch.Tensor | None = None) -> torch.Tensor:

@@ -23,8 +23,7 @@ from typing import Any
 import attrs
 import torch
 
-from workbench.registry import hookimpl
-from workbench.state import BlockState, StashKey
+from workbench import BlockState, StashKey, hookimpl
 
 # Per block: the token each position got when promoted, and which positions have been promoted.
 _PROMOTED = StashKey[tuple[int, torch.Tensor, torch.Tensor]]()

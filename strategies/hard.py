@@ -32,9 +32,7 @@ from plugins.convergence import stable_or_confident
 from plugins.embedders import hard_embeddings
 from plugins.logits import MASK_LOGIT_RULES, mask_logit_rule
 from plugins.promotion import above_threshold, contiguous_prefix
-from workbench.models.base import Denoiser
-from workbench.registry import hookimpl, unit_interval
-from workbench.state import BlockState
+from workbench import BlockState, Denoiser, hookimpl, unit_interval
 
 
 @attrs.frozen(eq=False, kw_only=True)

@@ -19,8 +19,7 @@ import attrs
 import torch
 
 from plugins.promotion import span_maxima
-from workbench.registry import hookimpl, unit_interval
-from workbench.state import BlockState
+from workbench import BlockState, hookimpl, unit_interval
 
 
 @attrs.frozen(eq=False, kw_only=True)

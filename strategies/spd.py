@@ -26,9 +26,7 @@ import torch
 
 from plugins.embedders import OPEN_INPUTS, hybrid_embeddings
 from strategies.hard import Hard
-from workbench.models.base import Denoiser
-from workbench.registry import hookimpl
-from workbench.state import BlockState
+from workbench import BlockState, Denoiser, hookimpl
 
 
 @attrs.frozen(eq=False, kw_only=True)

@@ -27,8 +27,7 @@ import torch
 
 from plugins.promotion import DINFER_MARGIN, factor_rule, threshold_set
 from plugins.logits import MASK_LOGIT_RULES, mask_logit_rule
-from workbench.registry import hookimpl, unit_interval
-from workbench.state import BlockState, Promotion
+from workbench import BlockState, Promotion, hookimpl, unit_interval
 
 
 @attrs.frozen(eq=False, kw_only=True)

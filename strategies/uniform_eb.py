@@ -18,7 +18,7 @@ else `generate`'s defaults: N 48, entropy_bound 0.1, t 0.4..0.8, stability 1, co
 
 Exact parity with `generate` (same token ids, same decoder-forward counts) needs the same random stream:
 `DecodeConfig(rng="batch", seed=s)` after `generate` ran under `torch.manual_seed(s)`; with per-sample streams
-(the default) a batch-1 decode equals `generate` seeded with `workbench.rng.sample_seed(s, sample_id)`.
+(the default) a batch-1 decode equals `generate` seeded with `workbench.decoding.rng.sample_seed(s, sample_id)`.
 Counting: `nfe` is decoder forwards, as `generate`'s tokens-per-forward divides by; its token count keeps the
 EOS, the workbench's excludes it. `--temperature` must stay 0 (the schedule is the temperature).
 """
@@ -30,8 +30,7 @@ from typing import ClassVar
 import attrs
 import torch
 
-from workbench.registry import hookimpl
-from workbench.state import BlockState, Promotion, StashKey
+from workbench import BlockState, Promotion, StashKey, hookimpl
 
 # `generate`'s defaults (DiffusionGemmaGenerationConfig._get_default_generation_params), for models that
 # carry no generation config of their own.

@@ -4,7 +4,7 @@ can kill the process while it is still decoding."""
 
 RECORDER = '''
 import os, time
-from workbench.registry import hookimpl
+from workbench.decoding.registry import hookimpl
 
 class Recorder:
     @hookimpl

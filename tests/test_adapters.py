@@ -272,9 +272,9 @@ def test_tokenizer_without_mask_token(tmp_path):
 # -- decoding through an adapter --------------------------------------------------------------------------
 @pytest.mark.parametrize("strategy", ["threshold", "hierarchical", "hard", "spd"])
 def test_builtin_strategies_decode_through_an_adapter(strategy, tmp_path_factory):
-    loop = pytest.importorskip("workbench.loop")
-    registry = pytest.importorskip("workbench.registry")
-    state = pytest.importorskip("workbench.state")
+    loop = pytest.importorskip("workbench.decoding.loop")
+    registry = pytest.importorskip("workbench.decoding.registry")
+    state = pytest.importorskip("workbench.decoding.state")
     folder = tmp_path_factory.getbasetemp() / "decode-bert"
     if not folder.exists():
         torch.manual_seed(0)

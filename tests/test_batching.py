@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench.loop import generate
+from workbench.decoding.loop import generate
 from workbench.models.native import build_random_model
-from workbench.registry import hookimpl, make_manager
-from workbench.state import DecodeConfig
+from workbench.decoding.registry import hookimpl, make_manager
+from workbench.decoding.state import DecodeConfig
 
 STRATEGIES = ("threshold", "hierarchical", "hard", "spd")
 PROMPTS = [[5, 6, 7], [9], [10, 11, 12, 13, 14], [3, 4], [7, 7, 8, 9, 20, 21, 22]]

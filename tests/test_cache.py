@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench.cache import (BlockCausalCache, CanvasRunner, FastDllmCache, KVCache, make_runner,
+from workbench.decoding.cache import (BlockCausalCache, CanvasRunner, FastDllmCache, KVCache, make_runner,
                              resolve_mode, running_index, CacheUnavailable)
-from workbench.loop import generate
+from workbench.decoding.loop import generate
 from workbench.models.native import build_random_model
-from workbench.properties import ScriptedDenoiser
-from workbench.registry import make_manager
-from workbench.state import DecodeConfig
+from workbench.authoring.properties import ScriptedDenoiser
+from workbench.decoding.registry import make_manager
+from workbench.decoding.state import DecodeConfig
 
 STRATEGIES = ("threshold", "hierarchical", "hard", "spd")
 PROMPTS = [[5, 6, 7], [9], [10, 11, 12, 13, 14], [3, 4], [7, 7, 8, 9, 20, 21, 22]]

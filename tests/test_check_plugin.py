@@ -1,4 +1,4 @@
-"""`workbench check-plugin` and `workbench.checker`: broken plugins are caught and named, good ones pass."""
+"""`workbench check-plugin` and `workbench.authoring.checker`: broken plugins are caught and named, good ones pass."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import textwrap
 import pytest
 import torch
 
-from workbench import checker
+from workbench.authoring import checker
 from workbench.cli import main
-from workbench.registry import hookimpl
+from workbench.decoding.registry import hookimpl
 
-HEADER = "import torch\nfrom workbench.registry import hookimpl\n\n"
+HEADER = "import torch\nfrom workbench.decoding.registry import hookimpl\n\n"
 BROKEN = {
     # promotes positions that are already tokens (never an open mask at the first step, so only a
     # strategy that runs a second step exposes it; all four do on some problem)
@@ -189,7 +189,7 @@ def test_a_hook_without_hookimpl_is_warned_about(tmp_path, capsys):
 
 
 def test_misspelt_hook_unmarked_class_and_directory_say_what_is_wrong(tmp_path):
-    from workbench.registry import PluginLoadError, load_plugin_file
+    from workbench.decoding.registry import PluginLoadError, load_plugin_file
 
     typo = write_plugin(tmp_path, "typo", """
         class Typo:

@@ -16,10 +16,11 @@ from safetensors.torch import load_file, save_file
 
 from workbench.cli import main as cli
 from workbench.models.adapters import load_adapter
-from workbench.models.loading import WeightMismatchError, load_model
+from workbench.models.folders import WeightMismatchError
+from workbench.models.loading import load_model
 from workbench.models.native import build_random_model
 from workbench.models.tokenizer import build_char_tokenizer
-from workbench.store import checkpoint_hash, hashed_files
+from workbench.results.store import checkpoint_hash, hashed_files
 
 SHIPPED = "workbench/default_models/oput"
 

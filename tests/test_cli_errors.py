@@ -71,7 +71,7 @@ def test_zero_counts_are_refused_before_the_model_loads(command, option, needle,
     def no_loading(*args, **kwargs):
         raise AssertionError("the model was loaded before the options were checked")
 
-    monkeypatch.setattr("workbench.commands.common.load_model", no_loading)
+    monkeypatch.setattr("workbench.models.loading.load_model", no_loading)
     store = ["--store", str(tmp_path / "r.db")] if command[0] != "trace" else []
     assert cli([*command, *option, *store]) == 2
     assert needle in one_error_line(capsys)
@@ -95,7 +95,7 @@ def test_a_bad_strategy_value_is_one_line_without_the_attrs_dump(tmp_path, capsy
 
 
 def test_a_model_folder_without_its_tokenizer_is_named(tmp_path, capsys):
-    from workbench.models.loading import DEFAULT_MODELS
+    from workbench.models.folders import DEFAULT_MODELS
 
     folder = tmp_path / "copied-without-tokenizer"
     folder.mkdir()

@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from workbench.registry import DECISION_HOOKS
+from workbench.decoding.registry import DECISION_HOOKS
 import torch
 
 from workbench.cli import main as cli
-from workbench.models.loading import DEFAULT_MODELS
+from workbench.models.folders import DEFAULT_MODELS
 
 KEYS = {"strategy", "trainer", "model", "task", "n", "accuracy", "tpf", "tps", "nfe", "tokens"}
 
@@ -66,7 +66,7 @@ def test_rerun_reuses_the_stored_samples(tmp_path, capsys):
 def test_plugin_that_only_promotes_combines_with_spd(tmp_path, capsys):
     plugin = tmp_path / "leftmost.py"
     plugin.write_text(
-        "from workbench.registry import hookimpl\n\n"
+        "from workbench.decoding.registry import hookimpl\n\n"
         "class Leftmost:\n"
         "    @hookimpl\n"
         "    def promote(self, state):\n"
@@ -99,7 +99,7 @@ def test_precision_is_part_of_the_run(tmp_path, capsys):
     args = ("--strategy", "spd", "--trainer", "oput", "--limit", "6", "--store", str(tmp_path / "r.db"))
     run_json(capsys, *args, "--dtype", "float32")
     run_json(capsys, *args, "--dtype", "bfloat16")
-    from workbench.store import ResultsStore
+    from workbench.results.store import ResultsStore
 
     with ResultsStore(str(tmp_path / "r.db")) as store:
         precisions = sorted(run.config["precision"] for run in store.runs())

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench.contract import PluginContractError, PluginRuntimeError
-from workbench.loop import generate
-from workbench.properties import MASK_ID, ScriptedDenoiser
-from workbench.registry import decision_providers, format_providers, hookimpl, make_manager
-from workbench.state import DecodeConfig, Promotion, StashKey
+from workbench.decoding.contract import PluginContractError, PluginRuntimeError
+from workbench.decoding.loop import generate
+from workbench.authoring.properties import MASK_ID, ScriptedDenoiser
+from workbench.decoding.registry import decision_providers, format_providers, hookimpl, make_manager
+from workbench.decoding.state import DecodeConfig, Promotion, StashKey
 
 CONFIG = DecodeConfig(block_size=4, max_new_tokens=8)
 
@@ -313,7 +313,7 @@ def test_the_cli_prints_a_plugin_bug_with_its_traceback_and_a_builtin_refusal_as
     from workbench.cli import main
 
     plugin = tmp_path / "buggy.py"
-    plugin.write_text("from workbench.registry import hookimpl\n\n"
+    plugin.write_text("from workbench.decoding.registry import hookimpl\n\n"
                       "class Buggy:\n"
                       "    @hookimpl\n"
                       "    def converge(self, state):\n"

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from workbench.cli import main as cli
-from workbench.loop import generate
+from workbench.decoding.loop import generate
 from workbench.models.diffusion_gemma import DiffusionGemmaDenoiser, build_random_diffusion_gemma
 from workbench.models.tokenizer import build_char_tokenizer
-from workbench.properties import check_batch_invariance
-from workbench.registry import make_manager
-from workbench.rng import sample_seed
-from workbench.state import DecodeConfig, ModelInputsDenied
+from workbench.authoring.properties import check_batch_invariance
+from workbench.decoding.registry import make_manager
+from workbench.decoding.rng import sample_seed
+from workbench.decoding.state import DecodeConfig, ModelInputsDenied
 
 SETTINGS = [
     dict(max_denoising_steps=6),  # generate's other defaults: entropy bound 0.1, t 0.4..0.8, stability 1
@@ -127,7 +127,7 @@ def test_the_builtin_strategies_run_on_diffusion_gemma(small, strategy, params):
 
 
 def test_spd_refuses_without_an_explicit_open_input_and_cache_none_is_refused(small):
-    from workbench.contract import PluginRuntimeError
+    from workbench.decoding.contract import PluginRuntimeError
 
     _, denoiser = small
     config = DecodeConfig(block_size=8, max_new_tokens=8)
@@ -142,7 +142,7 @@ def test_spd_refuses_without_an_explicit_open_input_and_cache_none_is_refused(sm
 
 
 def test_the_sampler_says_when_the_cap_is_below_its_steps(small):
-    from workbench.contract import PluginRuntimeError
+    from workbench.decoding.contract import PluginRuntimeError
 
     _, denoiser = small
     with pytest.raises(PluginRuntimeError, match=r"max_denoising_steps=48 steps per block, but the forward cap is 8"):

@@ -21,9 +21,9 @@ from safetensors.torch import load_file
 from workbench.cli import build_parser
 from workbench.cli import main as cli_main
 from workbench.commands.train import config_from_args
-from workbench.distributed import rank_rows, round_robin
-from workbench.store import ResultsStore
-from workbench.train import CHECKPOINT, TrainConfig, _resumable, train
+from workbench.runtime.distributed import rank_rows, round_robin
+from workbench.results.store import ResultsStore
+from workbench.training.train import CHECKPOINT, TrainConfig, _resumable, train
 
 # Tiny on purpose (a 2-core machine shares these tests with other jobs). OPUT is the demanding objective:
 # its corruption runs a forward with the current weights, so ranks must agree on weights and noise.

@@ -12,7 +12,7 @@ import pytest
 
 from test_report import write_store
 from workbench.cli import main as cli
-from workbench.registry import PluginSkippedWarning, available_strategies
+from workbench.decoding.registry import PluginSkippedWarning, available_strategies
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,7 +45,7 @@ def test_asking_for_it_is_one_line_naming_the_distribution(broken_distribution, 
 
 
 def test_report_and_list_still_work(broken_distribution, tmp_path, capsys):
-    from workbench.grid import _main_threshold
+    from workbench.results.grid import _main_threshold
 
     store = write_store(tmp_path / "grid.db")
     _main_threshold.cache_clear()  # an earlier test may have looked the strategies up already

@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench.loop import generate
+from workbench.decoding.loop import generate
 from workbench.models.native import build_random_model
-from workbench.placement import Placement, place
-from workbench.registry import make_manager
-from workbench.state import DecodeConfig
+from workbench.runtime.placement import Placement, place
+from workbench.decoding.registry import make_manager
+from workbench.decoding.state import DecodeConfig
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -7,11 +7,11 @@ import sys
 
 import torch
 
-from workbench import hookspecs
-from workbench.loop import generate
-from workbench.properties import EOS_ID, MASK_ID, OracleDenoiser, ScriptedDenoiser
-from workbench.registry import ALL_HOOKS, DECISION_HOOKS, OBSERVER_HOOKS, hookimpl, make_manager
-from workbench.state import FREE, DecodeConfig, RowResult
+from workbench.decoding import hookspecs
+from workbench.decoding.loop import generate
+from workbench.authoring.properties import EOS_ID, MASK_ID, OracleDenoiser, ScriptedDenoiser
+from workbench.decoding.registry import ALL_HOOKS, DECISION_HOOKS, OBSERVER_HOOKS, hookimpl, make_manager
+from workbench.decoding.state import FREE, DecodeConfig, RowResult
 
 CONFIG = DecodeConfig(block_size=4, max_new_tokens=8)
 SPECS = {name: fn for name, fn in vars(hookspecs).items()

@@ -10,7 +10,7 @@ import torch
 
 from test_adapters import ARCHITECTURES, save
 from workbench.cli import main as cli
-from workbench.limits import DEFAULT_MAX_POSITIONS, LengthError, check_lengths, max_positions
+from workbench.decoding.limits import DEFAULT_MAX_POSITIONS, LengthError, check_lengths, max_positions
 
 
 def test_native_model_without_a_table_gets_the_default_limit(tiny_model):
@@ -59,7 +59,7 @@ def test_run_refuses_a_huge_prompt_on_the_native_model_before_decoding(tmp_path,
                 "--store", str(tmp_path / "r.db")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.count("sample 1 (prompt '9999") == 1
-    from workbench.store import ResultsStore
+    from workbench.results.store import ResultsStore
 
     with ResultsStore(tmp_path / "r.db", readonly=True) as store:  # nothing decoded, not even sample 0
         assert all(run.n_samples == 0 for run in store.runs())

@@ -14,17 +14,17 @@ import torch
 import transformers
 
 from llada_like import BOS, EOS, MASK, PAD, write_llada
-from workbench.cache import FastDllmCache, make_runner
+from workbench.decoding.cache import FastDllmCache, make_runner
 from workbench.cli import main as cli
 from workbench.commands.common import chat_template_for
-from workbench.loop import generate
+from workbench.decoding.loop import generate
 from workbench.models.adapters import AdapterError, TransformersDenoiser, load_adapter
 from workbench.models.loading import load_model
 from workbench.models.native import NativeDenoiser
 from workbench.models.profiles import LLADA
 from workbench.models.tokenizer import encode_prompt
-from workbench.registry import make_manager
-from workbench.state import DecodeConfig
+from workbench.decoding.registry import make_manager
+from workbench.decoding.state import DecodeConfig
 
 PROMPTS = [[BOS, 5, 6], [BOS, 7, 8, 9, 10, 11], [BOS, 12], [BOS, 13, 14, 15, 16, 17]]  # four lengths
 
@@ -110,7 +110,7 @@ def test_run_decodes_the_rendered_prompt_and_keys_on_it(llada, tmp_path, capsys)
     plugin = tmp_path / "record.py"
     plugin.write_text(f'''
 import json
-from workbench.registry import hookimpl
+from workbench.decoding.registry import hookimpl
 
 class Record:
     @hookimpl
@@ -189,7 +189,7 @@ def test_a_llada_that_does_not_map_runs_its_own_code(tmp_path, change, why):
 
 
 def test_cache_modes_are_done_on_the_native_form_and_refused_on_remote_code(llada, tmp_path, capsys):
-    from workbench.store import ResultsStore
+    from workbench.results.store import ResultsStore
 
     native, _ = load_model(llada, trust_remote_code=True)
     assert isinstance(make_runner(native, "dual"), FastDllmCache)

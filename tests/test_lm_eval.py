@@ -32,8 +32,8 @@ from workbench.harness.likelihood import LikelihoodUndefinedError, elbo  # noqa:
 from workbench.harness.lm_eval_model import WorkbenchLM  # noqa: E402
 from workbench.harness.local_tasks import write_tasks  # noqa: E402
 from workbench.models.tokenizer import encode  # noqa: E402
-from workbench.registry import hookimpl  # noqa: E402
-from workbench.store import ResultsStore  # noqa: E402
+from workbench.decoding.registry import hookimpl  # noqa: E402
+from workbench.results.store import ResultsStore  # noqa: E402
 
 N = 96  # held-out `choice` examples in the task folder: the shipped models decode them in about a second
 
@@ -185,7 +185,7 @@ def test_chat_template_applied_when_the_tokenizer_has_one(manager, tmp_path):
 
 
 def test_a_stored_sample_of_another_prompt_is_refused_not_reused(manager, tmp_path):
-    from workbench.evaluate import StaleSamplesError
+    from workbench.results.evaluate import StaleSamplesError
 
     store = tmp_path / "r.db"
     lm = WorkbenchLM(trainer="oput", strategy="threshold", tau=0.95, store=str(store))

@@ -13,7 +13,7 @@ import pytest
 
 from workbench.commands import run
 from workbench.harness.arguments import ModelArgumentError, setup_from_model_args
-from workbench.registry import decision_providers
+from workbench.decoding.registry import decision_providers
 
 
 def run_spec(tmp_path, *argv):
@@ -43,7 +43,7 @@ def test_same_run_configuration_as_workbench_run(tmp_path, cli, model_args):
 def test_plugin_files_and_lm_eval_options(tmp_path):
     plugin = tmp_path / "leftmost.py"
     plugin.write_text(
-        "from workbench.registry import hookimpl\n"
+        "from workbench.decoding.registry import hookimpl\n"
         "class Leftmost:\n"
         "    @hookimpl\n"
         "    def promote(self, state):\n"

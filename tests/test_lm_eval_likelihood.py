@@ -2,7 +2,7 @@
 
 Needs no lm-eval. Real tiny native models of both attention layouts; the reference values are computed in
 the test: the exact expectation of the estimator by enumerating every (l, masked set), and the greedy
-continuation decoded by the real loop (`workbench.loop.generate`). The uniform-state check uses a stand-in
+continuation decoded by the real loop (`workbench.decoding.loop.generate`). The uniform-state check uses a stand-in
 object (a fake: no such model ships yet).
 """
 
@@ -19,10 +19,10 @@ from tests.conftest import TINY
 from workbench.harness.likelihood import (
     LikelihoodUndefinedError, elbo, is_greedy, likelihood_undefined_reason, require_masked_diffusion,
 )
-from workbench.loop import generate
+from workbench.decoding.loop import generate
 from workbench.models.native import build_random_model
-from workbench.registry import hookimpl, make_manager
-from workbench.state import DecodeConfig
+from workbench.decoding.registry import hookimpl, make_manager
+from workbench.decoding.state import DecodeConfig
 
 # Ids of real tokens of the tiny models (vocab 24; 0-3 are PAD, MASK, EOS, UNK).
 CONTEXT = [5, 9, 4, 12, 7]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench.contract import PluginRuntimeError
-from workbench.loop import CanvasRunner, generate
-from workbench.properties import EOS_ID, MASK_ID, OracleDenoiser, ScriptedDenoiser
-from workbench.registry import hookimpl, make_manager
-from workbench.state import DecodeConfig
+from workbench.decoding.contract import PluginRuntimeError
+from workbench.decoding.loop import CanvasRunner, generate
+from workbench.authoring.properties import EOS_ID, MASK_ID, OracleDenoiser, ScriptedDenoiser
+from workbench.decoding.registry import hookimpl, make_manager
+from workbench.decoding.state import DecodeConfig
 
 
 class Recorder:

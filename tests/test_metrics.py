@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from workbench.metrics import (
+from workbench.results.metrics import (
     aup,
     aup_by_method,
     aup_weight,
@@ -18,7 +18,7 @@ from workbench.metrics import (
     revision_stats,
     summarize,
 )
-from workbench.store import SampleRecord
+from workbench.results.store import SampleRecord
 
 
 def _sample(i, correct, nfe, tokens, seconds=1.0, extras=None, prompt=None):

@@ -15,7 +15,8 @@ import pytest
 from test_adapters import ARCHITECTURES, save, write_remote
 from workbench.cli import main as cli
 from workbench.models.adapters import AdapterError, load_adapter
-from workbench.models.loading import ModelLoadError, load_model
+from workbench.models.folders import ModelLoadError
+from workbench.models.loading import load_model
 
 REPO = Path(__file__).resolve().parent.parent
 # Appended to a remote-code model's modelling file: importing it leaves a file named RAN beside it.

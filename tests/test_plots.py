@@ -6,7 +6,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from workbench.plots import plot_accuracy_vs_tpf, plot_aup_bars, plot_trace_heatmap
+from workbench.results.plots import plot_accuracy_vs_tpf, plot_aup_bars, plot_trace_heatmap
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

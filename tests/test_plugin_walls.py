@@ -2,19 +2,19 @@
 choosing the token (with per-sample generators), reading the context and a stable sample id, pre-filled
 positions, refine-only steps without the progress fallback, and per-sample extras in the results store.
 
-The models are the scripted fakes of `workbench.properties` (consistency with the contract, not accuracy)."""
+The models are the scripted fakes of `workbench.authoring.properties` (consistency with the contract, not accuracy)."""
 
 from __future__ import annotations
 
 import torch
 
-from workbench.evaluate import RunSpec, evaluate
-from workbench.loop import generate
+from workbench.results.evaluate import RunSpec, evaluate
+from workbench.decoding.loop import generate
 from workbench.models.tokenizer import build_char_tokenizer
-from workbench.properties import MASK_ID, ScriptedDenoiser
-from workbench.registry import hookimpl, make_manager
-from workbench.state import FREE, DecodeConfig, Promotion
-from workbench.store import ResultsStore
+from workbench.authoring.properties import MASK_ID, ScriptedDenoiser
+from workbench.decoding.registry import hookimpl, make_manager
+from workbench.decoding.state import FREE, DecodeConfig, Promotion
+from workbench.results.store import ResultsStore
 
 CONFIG = DecodeConfig(block_size=4, max_new_tokens=8)
 PROMPTS = [[5, 6, 7], [8], [9, 10]]

@@ -1,4 +1,4 @@
-"""Hypothesis properties of the decoding invariants (the checks live in `workbench.properties`)."""
+"""Hypothesis properties of the decoding invariants (the checks live in `workbench.authoring.properties`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plugins.embedders import hybrid
-from workbench import properties as P
-from workbench.registry import make_manager
-from workbench.state import DecodeConfig
+from workbench.authoring import properties as P
+from workbench.decoding.registry import make_manager
+from workbench.decoding.state import DecodeConfig
 
 STRATEGIES = ("threshold", "hierarchical", "hard", "spd")
 FIRST_TOKEN = 3  # ids 0-2 are PAD, MASK, EOS
@@ -157,7 +157,7 @@ def test_determinism_native_with_temperature(tiny_model):
 
 def test_check_plugin_accepts_builtins_and_a_user_plugin():
     from plugins.promotion import leftmost
-    from workbench.registry import hookimpl
+    from workbench.decoding.registry import hookimpl
 
     class LeftmostOnly:
         @hookimpl
@@ -170,7 +170,7 @@ def test_check_plugin_accepts_builtins_and_a_user_plugin():
 
 
 def test_check_plugin_catches_a_batch_dependent_plugin():
-    from workbench.registry import hookimpl
+    from workbench.decoding.registry import hookimpl
 
     class BatchDependent:
         @hookimpl

@@ -14,10 +14,10 @@ import textwrap
 import pytest
 
 from workbench.cli import main as cli
-from workbench.evaluate import RunSpec
-from workbench.provenance import strategy_identity
-from workbench.state import DecodeConfig
-from workbench.store import ResultsStore, SampleRecord, config_key
+from workbench.results.evaluate import RunSpec
+from workbench.results.provenance import strategy_identity
+from workbench.decoding.state import DecodeConfig
+from workbench.results.store import ResultsStore, SampleRecord, config_key
 from workbench.tasks import load_task
 
 LIMIT = "6"
@@ -41,7 +41,7 @@ def key(s: RunSpec) -> str:
 # -- 6: plugins are identified by their code ----------------------------------------------------------------
 # A promotion rule whose behaviour is a constant in the file: editing the constant is editing the plugin.
 PLUGIN = '''
-from workbench.registry import hookimpl
+from workbench.decoding.registry import hookimpl
 
 class Leftmost:
     @hookimpl
@@ -87,7 +87,7 @@ def test_a_run_that_crashed_then_was_fixed_does_not_mix_the_two_versions(tmp_pat
 
 STRATEGY = '''
 import attrs
-from workbench.registry import hookimpl
+from workbench.decoding.registry import hookimpl
 
 @attrs.frozen(eq=False, kw_only=True)
 class Plug:
@@ -147,9 +147,9 @@ def test_batch_size_rng_and_noise_are_part_of_the_key(tmp_path, capsys):
 
 
 def test_evaluate_refuses_a_spec_of_another_batch_size(tiny_model):
-    from workbench.evaluate import evaluate
+    from workbench.results.evaluate import evaluate
     from workbench.models.tokenizer import build_char_tokenizer
-    from workbench.registry import make_manager
+    from workbench.decoding.registry import make_manager
 
     with pytest.raises(ValueError, match="batch_size 8 differs"):
         evaluate(tiny_model, build_char_tokenizer(), load_task("choice"), make_manager("threshold"),
@@ -199,7 +199,7 @@ def test_an_edited_jsonl_task_file_is_scored_again(tmp_path, capsys):
 
 
 def test_synthetic_tasks_are_keyed_by_their_parameters():
-    from workbench.provenance import task_identity
+    from workbench.results.provenance import task_identity
 
     assert task_identity(load_task("sum")) != task_identity(load_task("chain"))  # same class, other parameters
     a = spec(task="sum", task_content=task_identity(load_task("sum")))
@@ -208,9 +208,9 @@ def test_synthetic_tasks_are_keyed_by_their_parameters():
 
 
 def test_a_stored_sample_with_another_prompt_stops_the_run(tmp_path, capsys):
-    from workbench.evaluate import StaleSamplesError, evaluate
+    from workbench.results.evaluate import StaleSamplesError, evaluate
     from workbench.models.loading import load_model
-    from workbench.registry import make_manager
+    from workbench.decoding.registry import make_manager
     from workbench.tasks.base import Example
 
     model, tokenizer = load_model("workbench/default_models/oput")
@@ -254,7 +254,7 @@ def test_report_shows_a_set_parameter_not_the_default(tmp_path, capsys):
 
 # -- 13: observers and samples served from the store ------------------------------------------------------
 OBSERVER = '''
-from workbench.registry import hookimpl
+from workbench.decoding.registry import hookimpl
 
 class Count:
     @hookimpl

@@ -8,13 +8,13 @@ import textwrap
 import pytest
 import torch
 
-from workbench.loop import generate
-from workbench.properties import ScriptedDenoiser
-from workbench.registry import (
+from workbench.decoding.loop import generate
+from workbench.authoring.properties import ScriptedDenoiser
+from workbench.decoding.registry import (
     PluginLoadError, StrategyParamError, UnknownStrategyError, available_strategies, decision_providers,
     format_providers, hookimpl, make_manager, strategy_threshold_param,
 )
-from workbench.state import DecodeConfig
+from workbench.decoding.state import DecodeConfig
 
 CONFIG = DecodeConfig(block_size=4, max_new_tokens=8)
 
@@ -97,7 +97,7 @@ def test_plugin_file_overrides_only_what_it_implements(tmp_path):
     path = tmp_path / "my_idea.py"
     path.write_text(textwrap.dedent("""
         import torch
-        from workbench.registry import hookimpl
+        from workbench.decoding.registry import hookimpl
 
         class Leftmost:
             @hookimpl
@@ -138,7 +138,7 @@ def test_misspelt_hook_fails_loudly():
 def test_module_level_plugin_file(tmp_path):
     path = tmp_path / "observer.py"
     path.write_text(textwrap.dedent("""
-        from workbench.registry import hookimpl
+        from workbench.decoding.registry import hookimpl
         SEEN = []
 
         @hookimpl
@@ -153,7 +153,7 @@ def test_module_level_plugin_file(tmp_path):
 def test_entry_point_strategy(tmp_path, monkeypatch):
     (tmp_path / "third_party_strategy.py").write_text(textwrap.dedent("""
         import attrs, torch
-        from workbench.registry import hookimpl, unit_interval
+        from workbench.decoding.registry import hookimpl, unit_interval
 
         @attrs.frozen(eq=False, kw_only=True)
         class Greedy:

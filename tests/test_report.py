@@ -11,8 +11,8 @@ from collections import defaultdict
 import pytest
 
 from workbench.cli import main as cli
-from workbench.metrics import aup_by_method, summarize
-from workbench.store import ResultsStore, SampleRecord
+from workbench.results.metrics import aup_by_method, summarize
+from workbench.results.store import ResultsStore, SampleRecord
 
 N = 30
 MAIN = {"threshold": "tau", "spd": "tau_dec"}

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from test_ablate import make_model_dir
-from workbench.runlock import RunBusy, RunLocks
+from workbench.results.runlock import RunBusy, RunLocks
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "ab" * 32
@@ -23,7 +23,7 @@ pytest.importorskip("fcntl")
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from workbench.runlock import RunLocks
+    from workbench.results.runlock import RunLocks
     with RunLocks(sys.argv[1]) as locks, locks.claim(sys.argv[2]):
         print("claimed", flush=True)
         time.sleep(60)
@@ -61,7 +61,7 @@ def ablate_args(model_dir: Path, store: Path) -> list[str]:
 def test_ablate_puts_off_a_cell_another_process_decodes_then_reuses_it(tmp_path, capsys):
     """This test process plays the other ablation: it holds the claim of the first cell while `ablate` runs."""
     from workbench.cli import main as cli
-    from workbench.store import ResultsStore
+    from workbench.results.store import ResultsStore
 
     model_dir = make_model_dir(tmp_path / "models", trainers=("mdlm",))
     assert cli(ablate_args(model_dir, tmp_path / "keys.db")) == 0  # learn the cells' run keys

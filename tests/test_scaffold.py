@@ -10,9 +10,10 @@ import tomllib
 
 import pytest
 
-from workbench import checker, hookspecs, scaffold
+from workbench.authoring import checker, scaffold
+from workbench.decoding import hookspecs
 from workbench.cli import main
-from workbench.registry import ALL_HOOKS, implemented_hooks, load_plugin_file
+from workbench.decoding.registry import ALL_HOOKS, implemented_hooks, load_plugin_file
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workbench.store import (
+from workbench.results.store import (
     APPLICATION_ID,
     ResultsStore,
     SampleRecord,
@@ -184,7 +184,7 @@ def test_sample_record_validation():
 _WRITER = textwrap.dedent(
     """
     import sys, time
-    from workbench.store import ResultsStore, SampleRecord
+    from workbench.results.store import ResultsStore, SampleRecord
     store = ResultsStore(sys.argv[1])
     key = store.ensure_run({"cell": "killed"})
     for i in range(3):

@@ -12,7 +12,7 @@ from transformers import PreTrainedTokenizerFast
 from workbench.models.tokenizer import (
     UNK_ID, UNKNOWN_TEXT, build_char_tokenizer, decode, encode, load_tokenizer,
 )
-from workbench.models.loading import default_model_path
+from workbench.models.folders import default_model_path
 from workbench.tasks.jsonl import JsonlTask
 
 CORPUS = [

@@ -11,11 +11,11 @@ import torch
 
 from plugins.tracer import RevisionCounter, Tracer
 from workbench.cli import main as cli
-from workbench.loop import generate
+from workbench.decoding.loop import generate
 from workbench.models.native import build_random_model
 from workbench.models.tokenizer import build_char_tokenizer
-from workbench.registry import make_manager
-from workbench.state import DecodeConfig
+from workbench.decoding.registry import make_manager
+from workbench.decoding.state import DecodeConfig
 
 PROMPTS = [[4, 5, 6], [7, 8], [9, 10, 11, 12]]
 CONFIG = DecodeConfig(block_size=4, max_new_tokens=8)
@@ -50,8 +50,8 @@ def test_tracer_records_every_step(tiny_model, strategy, params):
 
 
 def test_evaluate_stores_revision_counts_in_prompt_order(tmp_path):
-    from workbench.evaluate import RunSpec, evaluate
-    from workbench.store import ResultsStore
+    from workbench.results.evaluate import RunSpec, evaluate
+    from workbench.results.store import ResultsStore
     from workbench.tasks.base import Example
 
     class EchoTask:
@@ -75,9 +75,9 @@ def test_evaluate_stores_revision_counts_in_prompt_order(tmp_path):
 
 
 def test_evaluate_turns_the_unrevised_output_into_fixed_and_broke_flags(tmp_path):
-    from workbench.evaluate import RunSpec, evaluate
+    from workbench.results.evaluate import RunSpec, evaluate
     from workbench.models.tokenizer import encode
-    from workbench.store import ResultsStore
+    from workbench.results.store import ResultsStore
     from workbench.tasks.base import Example
 
     class Task:  # sample 1 is right unless its output is "42"; the others are right only when it is
@@ -150,7 +150,7 @@ def test_trace_decodes_a_sample_as_run_does_even_when_sampling(model_path, tmp_p
     assert cli(["run", "--strategy", "hard", "--model", str(model_path), "--limit", "3", "--temperature", "1.0",
                 "--seed", "4", "--gen-length", "8", "--store", store, "--json"]) == 0
     capsys.readouterr()
-    from workbench.store import ResultsStore
+    from workbench.results.store import ResultsStore
 
     with ResultsStore(store, readonly=True) as s:
         (run,) = s.runs()

@@ -12,7 +12,7 @@ import torch
 
 from test_adapters import ARCHITECTURES, save
 from workbench.cli import main as cli
-from workbench.train import CHECKPOINT, PRESETS, TrainConfig, TrainOutputError, read_checkpoint, train
+from workbench.training.train import CHECKPOINT, PRESETS, TrainConfig, TrainOutputError, read_checkpoint, train
 
 MICRO = ["--trainer", "mdlm", "--preset", "micro", "--steps", "2", "--eval-limit", "0", "--quiet"]
 
@@ -115,7 +115,7 @@ def test_ctrl_c_during_training_speaks_of_the_checkpoint(tmp_path, monkeypatch, 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("workbench.commands.train.train", interrupted)
+    monkeypatch.setattr("workbench.training.train.train", interrupted)
     assert cli(["train", *MICRO, "--out", str(tmp_path / "out")]) == 130
     err = capsys.readouterr().err
     assert "checkpoint" in err and "samples" not in err

@@ -15,7 +15,7 @@ from workbench.cli import main as cli
 from workbench.models.native import build_random_model
 from workbench.models.tokenizer import build_char_tokenizer
 from workbench.tasks import load_task
-from workbench.train import PRESETS, TrainConfig, TrainOutputError, train
+from workbench.training.train import PRESETS, TrainConfig, TrainOutputError, train
 
 BLOCK = 8
 
@@ -236,10 +236,10 @@ def test_a_uniform_state_model_records_its_canvas_and_decodes_from_random_tokens
     assert json.loads((out / "config.json").read_text())["noise"] == "uniform"
     seen = []
 
-    from workbench.loop import generate
+    from workbench.decoding.loop import generate
     from workbench.models.loading import load_model
-    from workbench.registry import hookimpl, make_manager
-    from workbench.state import DecodeConfig
+    from workbench.decoding.registry import hookimpl, make_manager
+    from workbench.decoding.state import DecodeConfig
 
     class Spy:
         @hookimpl

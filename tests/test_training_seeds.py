@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from workbench.cli import main as cli
-from workbench.grid import split_trainer
+from workbench.results.grid import split_trainer
 from workbench.models.native import build_random_model
 from workbench.models.tokenizer import build_char_tokenizer
 

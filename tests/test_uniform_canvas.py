@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench.loop import generate
-from workbench.properties import ScriptedDenoiser, check_batch_invariance, check_no_return_to_mask, record
-from workbench.registry import hookimpl, make_manager
-from workbench.state import DecodeConfig, ModelInputsDenied
+from workbench.decoding.loop import generate
+from workbench.authoring.properties import ScriptedDenoiser, check_batch_invariance, check_no_return_to_mask, record
+from workbench.decoding.registry import hookimpl, make_manager
+from workbench.decoding.state import DecodeConfig, ModelInputsDenied
 
 UNIFORM = DecodeConfig(block_size=4, max_new_tokens=8, noise="uniform")
 PARAMS = {"threshold": {}, "hierarchical": {}, "hard": {}, "spd": {"open_input": "mean"}}

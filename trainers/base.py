@@ -51,7 +51,7 @@ class Objective(Protocol):
     def corrupt(self, model, batch: TrainBatch, block_size: int, gen: torch.Generator) -> list[CorruptedCopy]:
         """Corrupted copies of `batch` for one optimisation step; the loss is the sum over copies."""
 
-    # Optional: `fsdp_refusal() -> str | None`, called by `workbench.train` before sharding under --fsdp: why
+    # Optional: `fsdp_refusal() -> str | None`, called by `workbench.training.train` before sharding under --fsdp: why
     # this objective cannot train sharded (the message shown to the user), or None when it can.
 
 

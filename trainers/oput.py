@@ -49,7 +49,7 @@ class OPUT:
     copy_inputs: str = attrs.field(default="hard", validator=attrs.validators.in_(COPY_INPUTS))
 
     def fsdp_refusal(self) -> str | None:
-        """Called by `workbench.train` under --fsdp: the soft copy builds its hybrid inputs from the embedding
+        """Called by `workbench.training.train` under --fsdp: the soft copy builds its hybrid inputs from the embedding
         table outside the model's forward, where FSDP does not keep the gathered table alive for the backward
         (measured: a segfault in the backward on 2 gloo ranks). None for DMax's hard copy."""
         if self.copy_inputs == "soft":

@@ -29,7 +29,7 @@ MODES = ("mixed", "uniform-state")
 
 def noise_tokens(model, shape, gen: torch.Generator, device) -> torch.Tensor:
     """Uniformly random tokens from the model's noise range (the range decoding draws from)."""
-    from workbench.loop import noise_range
+    from workbench.models.base import noise_range
 
     low, high = noise_range(getattr(model, "module", model))  # under DDP the wrapper hides the model
     return torch.randint(low, high, shape, generator=gen, device=device)
@@ -43,7 +43,7 @@ class Uniform:
     # Lower bound on t in uniform-state mode (as MDLM's: t never 0, so every example is corrupted a little).
     eps: float = attrs.field(default=1e-3, validator=[attrs.validators.gt(0), attrs.validators.lt(1)])
 
-    # What a model trained with this objective is fed at open positions (`workbench.train` records it).
+    # What a model trained with this objective is fed at open positions (`workbench.training.train` records it).
     def decode_noise(self) -> str:
         return "uniform" if self.mode == "uniform-state" else "mask"
 

@@ -39,13 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean bad input, not a bug: print one line, exit 2."""
-    from workbench.contract import PluginContractError
-    from workbench.models.loading import ModelLoadError
-    from workbench.registry import PluginError
-    from workbench.store import StoreError
+    from workbench.decoding.contract import PluginContractError
+    from workbench.models.folders import ModelLoadError
+    from workbench.decoding.registry import PluginError
+    from workbench.results.store import StoreError
     from workbench.tasks import TaskFileError
 
-    from workbench.state import ModelInputsDenied
+    from workbench.decoding.state import ModelInputsDenied
 
     errors: list[type[BaseException]] = [PluginError, PluginContractError, ModelLoadError, StoreError, TaskFileError,
                                          ModelInputsDenied]
@@ -100,7 +100,7 @@ def quiet_transformers() -> None:
 def _short_warnings() -> None:
     """The workbench's own warnings (a skipped plugin, an unreadable log) as one line each, without the
     source line Python prints under a warning."""
-    from workbench.registry import PluginSkippedWarning
+    from workbench.decoding.registry import PluginSkippedWarning
 
     default = warnings.formatwarning
 
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             # Leave at once: the interrupt may have cut an import short, and the interpreter's normal shutdown
             # can trip over such a module. Nothing was run, so there is nothing to flush or close.
             os._exit(EXIT_INTERRUPTED)
-    from workbench.contract import PluginRuntimeError
+    from workbench.decoding.contract import PluginRuntimeError
 
     try:
         return args.handler(args) or 0

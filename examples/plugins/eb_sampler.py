@@ -28,8 +28,7 @@ from typing import ClassVar
 import attrs
 import torch
 
-from workbench.registry import hookimpl
-from workbench.state import BlockState
+from workbench import BlockState, hookimpl
 
 
 def _non_negative(instance, attribute, value) -> None:

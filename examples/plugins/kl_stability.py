@@ -27,8 +27,7 @@ from typing import ClassVar
 import attrs
 import torch
 
-from workbench.registry import hookimpl, unit_interval
-from workbench.state import BlockState, StashKey
+from workbench import BlockState, StashKey, hookimpl, unit_interval
 
 # (block index, step, probs (B, L, V)) of the latest forward this plugin saw.
 PREVIOUS = StashKey[tuple[int, int, torch.Tensor]]()

@@ -21,8 +21,7 @@ from typing import ClassVar
 import attrs
 import torch
 
-from workbench.registry import hookimpl, unit_interval
-from workbench.state import BlockState
+from workbench import BlockState, hookimpl, unit_interval
 
 
 def top_margin(probs: torch.Tensor) -> torch.Tensor:

@@ -28,8 +28,7 @@ from typing import ClassVar
 import attrs
 import torch
 
-from workbench.registry import hookimpl, unit_interval
-from workbench.state import BlockState
+from workbench import BlockState, hookimpl, unit_interval
 
 
 def lost_confidence(state: BlockState, tau_out: float) -> torch.Tensor:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from workbench import checker
-from workbench.registry import load_plugin_file
+from workbench.authoring import checker
+from workbench.decoding.registry import load_plugin_file
 
 FILE = Path(__file__).resolve().parents[2] / "examples" / "plugins" / "eb_sampler.py"
 ((NAME, PLUGIN),) = load_plugin_file(FILE)

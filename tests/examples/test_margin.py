@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from workbench import checker
-from workbench.registry import load_plugin_file
+from workbench.authoring import checker
+from workbench.decoding.registry import load_plugin_file
 
 FILE = Path(__file__).resolve().parents[2] / "examples" / "plugins" / "margin.py"
 ((NAME, PLUGIN),) = load_plugin_file(FILE)

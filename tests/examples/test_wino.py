@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from workbench import checker
+from workbench.authoring import checker
 from workbench.cli import main as cli
-from workbench.loop import generate
-from workbench.properties import ScriptedDenoiser
-from workbench.registry import load_plugin_file, make_manager
-from workbench.state import DecodeConfig
+from workbench.decoding.loop import generate
+from workbench.authoring.properties import ScriptedDenoiser
+from workbench.decoding.registry import load_plugin_file, make_manager
+from workbench.decoding.state import DecodeConfig
 
 FILE = Path(__file__).resolve().parents[2] / "examples" / "plugins" / "wino.py"
 ((NAME, PLUGIN),) = load_plugin_file(FILE)

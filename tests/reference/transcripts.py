@@ -21,9 +21,9 @@ sys.path.insert(0, str(ROOT / "benchmarks" / "reference"))
 
 import tiny  # noqa: E402  (benchmarks/reference/tiny.py: the model every transcript is recorded on)
 
-from workbench.loop import generate  # noqa: E402
-from workbench.registry import make_manager  # noqa: E402
-from workbench.state import DecodeConfig  # noqa: E402
+from workbench.decoding.loop import generate  # noqa: E402
+from workbench.decoding.registry import make_manager  # noqa: E402
+from workbench.decoding.state import DecodeConfig  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

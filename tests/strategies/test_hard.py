@@ -8,11 +8,11 @@ from hypothesis import strategies as st
 
 from plugins.convergence import confident, stable, stable_or_confident
 from plugins.promotion import contiguous_prefix
-from workbench.loop import generate
-from workbench.properties import ScriptedDenoiser
-from workbench.properties import make_block_state as block_state
-from workbench.registry import decision_providers, hookimpl, make_manager
-from workbench.state import DecodeConfig
+from workbench.decoding.loop import generate
+from workbench.authoring.properties import ScriptedDenoiser
+from workbench.authoring.properties import make_block_state as block_state
+from workbench.decoding.registry import decision_providers, hookimpl, make_manager
+from workbench.decoding.state import DecodeConfig
 
 
 def promote(strategy, state, **params):
@@ -139,7 +139,7 @@ def test_convergence_rules_match_reference(rows, promoted_any, tau_acc):
 
 def test_fill_at_cap_switch_on_a_hand_computed_state():
     """At the cap, open positions get their top (default) or stay masked (fill_at_cap=false, DMax's)."""
-    from workbench.properties import MASK_ID, make_block_state
+    from workbench.authoring.properties import MASK_ID, make_block_state
 
     state = make_block_state([[0.9, 0.3, 0.2], [0.9, 0.95, 0.95]], is_mask=[[False, True, True], [False, True, True]],
                              top=[[7, 8, 9], [7, 8, 9]])
@@ -150,7 +150,7 @@ def test_fill_at_cap_switch_on_a_hand_computed_state():
 
 
 def test_fill_at_cap_false_leaves_masks_in_the_output_and_reports_them():
-    from workbench.properties import MASK_ID
+    from workbench.authoring.properties import MASK_ID
 
     model = ScriptedDenoiser(16, eos_bias=-50.0, seed=2, scale=0.3)
     config = DecodeConfig(block_size=4, max_new_tokens=8, max_forwards_per_block=1)  # one forward: one token
@@ -162,7 +162,7 @@ def test_fill_at_cap_false_leaves_masks_in_the_output_and_reports_them():
 
 def test_mask_logit_keep_lets_mask_be_a_top():
     """DMax keeps the MASK logit: a model that favours MASK then has MASK as the top of open positions."""
-    from workbench.properties import MASK_ID
+    from workbench.authoring.properties import MASK_ID
 
     class LovesMask(ScriptedDenoiser):
         def denoise(self, inputs_embeds, *, block_ids, valid):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.properties import make_block_state as block_state
-from workbench.registry import StrategyParamError, make_manager
+from workbench.authoring.properties import make_block_state as block_state
+from workbench.decoding.registry import StrategyParamError, make_manager
 
 
 def promote(strategy, state, **params):

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from plugins.embedders import hybrid
-from workbench.loop import generate
-from workbench.properties import ScriptedDenoiser, check_hybrid_embedding
-from workbench.registry import available_strategies, hookimpl, make_manager
-from workbench.state import DecodeConfig
+from workbench.decoding.loop import generate
+from workbench.authoring.properties import ScriptedDenoiser, check_hybrid_embedding
+from workbench.decoding.registry import available_strategies, hookimpl, make_manager
+from workbench.decoding.state import DecodeConfig
 
 
 def test_defaults_match_dmax():
@@ -66,7 +66,7 @@ def test_spd_differs_from_hard_only_in_embed_state():
 def test_uniform_state_canvas_needs_an_explicit_open_input():
     """On a uniform-state canvas SPD refuses by default (no silent substitute for e_mask); `mean` mixes toward
     the mean noise embedding, and the open positions are fed their noise tokens either way."""
-    from workbench.contract import PluginRuntimeError
+    from workbench.decoding.contract import PluginRuntimeError
 
     model = ScriptedDenoiser(16, eos_bias=-50.0, seed=2, scale=1.0)
     config = DecodeConfig(block_size=4, max_new_tokens=8, noise="uniform")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench.loop import generate
+from workbench.decoding.loop import generate
 from workbench.models.native import build_random_model
-from workbench.registry import make_manager
-from workbench.properties import make_block_state as block_state
-from workbench.state import DecodeConfig
+from workbench.decoding.registry import make_manager
+from workbench.authoring.properties import make_block_state as block_state
+from workbench.decoding.state import DecodeConfig
 
 
 def promote(strategy, state, **params):
@@ -56,7 +56,7 @@ def test_dinfer_margin_on_a_hand_computed_step():
 def test_mask_logit_keep_is_dinfer_on_a_hand_computed_step():
     """With mask_logit=keep the MASK logit stays in the softmax (process_logits leaves it) and a position whose
     argmax is MASK is never promoted; with every open top MASK nothing is promoted (no fallback)."""
-    from workbench.properties import MASK_ID
+    from workbench.authoring.properties import MASK_ID
 
     plugin = make_manager("threshold", params={"mask_logit": "keep"}).get_plugin("threshold")
     logits = torch.zeros(1, 2, 4)

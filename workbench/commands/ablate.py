@@ -1,6 +1,6 @@
 """Decode the same evaluation samples with every strategy x trainer x tau x seed cell, then print the grid.
 
-Every cell runs through `workbench.evaluate.evaluate`, so each finished sample is in the results store
+Every cell runs through `workbench.results.evaluate.evaluate`, so each finished sample is in the results store
 (`--store`) at once: rerunning the same command after Ctrl-C or `kill -9` decodes only what is missing.
 Each trainer's model is loaded once (the shipped default model, or `--model-dir DIR/<trainer>`); `--tau` sets
 each strategy's main threshold (threshold: tau, hard/spd: tau_dec, hierarchical: its high threshold...).
@@ -8,7 +8,7 @@ Training seeds: when DIR/<trainer> holds model folders `seed<K>/` instead of a m
 trainer label `<trainer>/seed<K>`, and the grid reports every cell as mean ± std over those training seeds.
 With greedy decoding (temperature 0) seeds give identical decodes; they matter with --temperature > 0.
 Under torchrun every cell's samples are shared out over the processes and gathered on rank 0, which alone
-writes the store and prints (see `workbench.evaluate`).
+writes the store and prints (see `workbench.results.evaluate`).
 """
 
 from __future__ import annotations
@@ -22,17 +22,8 @@ from workbench.commands.common import (
     add_canvas_arguments, add_chat_template_argument, add_placement_arguments, add_trust_argument, chat_template_for,
     check_decoding_counts, decode_config, parse_sets, placed_model, task_for,
 )
-from workbench.commands.report import DEFAULT_REFERENCE, FORMATS, build_report, check_reference, print_table, render
-from workbench.distributed import is_main, process_group
-from workbench.evaluate import RunSpec, evaluate
-from workbench.grid import CellResult, expand, parse_list, parse_seeds, parse_taus
-from workbench.models.loading import ModelLoadError, default_model_path
-from workbench.provenance import observer_files, task_identity
-from workbench.runlock import RunBusy
-from workbench.registry import (
-    StrategyParamError, available_strategies, decision_providers, make_manager, strategy_threshold_param,
-)
-from workbench.store import ResultsStore, checkpoint_hash, config_key
+from workbench.results.report import DEFAULT_REFERENCE, FORMATS, build_report, check_reference, print_table, render
+from workbench.models.folders import ModelLoadError, default_model_path
 
 HELP = "decode the strategy x trainer x tau x seed grid on the same samples; resumable"
 DEFAULT_LIMIT = 500
@@ -74,6 +65,8 @@ def add_arguments(parser) -> None:
 
 def strategy_params(strategies: list[str], pairs: list[str]) -> dict[str, dict]:
     """--set values per strategy: `name=v` goes to every strategy with that parameter, `spd.name=v` to one."""
+    from workbench.decoding.registry import StrategyParamError, available_strategies
+
     fields = {s.name: set(s.params) for s in available_strategies()}
     out: dict[str, dict] = {s: {} for s in strategies}
     for name, value in parse_sets(pairs).items():
@@ -129,11 +122,21 @@ def model_paths(trainers: list[str], model_dir: str | None) -> dict[str, str]:
 
 
 def main(args) -> int:
+    from workbench.runtime.distributed import process_group
+
     with process_group():  # joins torchrun's group when launched by it; nothing otherwise
         return _main(args)
 
 
 def _main(args) -> int:
+    from workbench.decoding.registry import decision_providers, make_manager, strategy_threshold_param
+    from workbench.results.evaluate import RunSpec, evaluate
+    from workbench.results.grid import CellResult, expand, parse_list, parse_seeds, parse_taus
+    from workbench.results.provenance import observer_files, task_identity
+    from workbench.results.runlock import RunBusy
+    from workbench.results.store import ResultsStore, checkpoint_hash, config_key
+    from workbench.runtime.distributed import is_main
+
     strategies = parse_list(args.strategies, "strategies")
     trainers = parse_list(args.trainers, "trainers")
     taus = parse_taus(args.tau)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from workbench.checker import BLOCKED, DEFAULT_EXAMPLES, FAIL, INVARIANTS, NA, PASS, BUILTIN_NAMES, check_target
+from workbench.authoring.verdicts import BLOCKED, BUILTIN_NAMES, DEFAULT_EXAMPLES, FAIL, NA, PASS
 
 HELP = "check a plugin's decoding invariants with every built-in strategy (exit 1 on failure)"
 STYLE = {PASS: "green", FAIL: "bold red", NA: "dim", BLOCKED: "yellow"}
@@ -29,6 +29,8 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     if args.examples <= 0:
         raise ValueError(f"--examples {args.examples}: give a positive number of problems")
+    from workbench.authoring.checker import INVARIANTS, check_target
+
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     if args.json:
         report = check_target(args.target, strategies=strategies, examples=args.examples)

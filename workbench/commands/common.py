@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from workbench.models.loading import DEFAULT_TRAINER, default_model_path, load_model
+from workbench.models.folders import DEFAULT_TRAINER, default_model_path
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +24,8 @@ def add_trust_argument(group) -> None:
 
 
 def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
+    from workbench.decoding.choices import CACHE_MODES
+
     group = parser.add_argument_group("decoding")
     group.add_argument("--task", default=None, help="task name or jsonl:PATH (default: the model's training task)")
     group.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate the first N examples")
@@ -35,7 +37,7 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                        help="override plugin file (repeatable); it answers only the hooks it implements")
     group.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a strategy parameter")
-    group.add_argument("--cache", choices=["auto", "none", "prefix", "dual"], default="auto",
+    group.add_argument("--cache", choices=CACHE_MODES, default="auto",
                        help="KV cache: auto = exact prefix cache on block-causal models, none otherwise; "
                             "prefix/dual = Fast-dLLM approximate caches on bidirectional models")
     add_canvas_arguments(group)
@@ -47,7 +49,7 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_canvas_arguments(group) -> None:
     """--noise, --rng, --max-forwards: what open positions are fed, how random draws are shared, the cap."""
-    from workbench.state import NOISE_KINDS, RNG_MODES
+    from workbench.decoding.choices import NOISE_KINDS, RNG_MODES
 
     group.add_argument("--noise", choices=NOISE_KINDS, default="auto",
                        help="what open positions are fed: mask = the mask embedding (absorbing-state), uniform = "
@@ -82,7 +84,7 @@ def chat_template_for(args, model, tokenizer) -> bool:
 
 
 def add_placement_arguments(group) -> None:
-    from workbench.placement import DEVICES, DTYPES
+    from workbench.runtime.placement import DEVICES, DTYPES
 
     group.add_argument("--device", choices=DEVICES, default="auto",
                        help="where to decode: auto = the GPU when CUDA is available, else the CPU")
@@ -92,7 +94,9 @@ def add_placement_arguments(group) -> None:
 
 def placed_model(path: str, args):
     """(model, tokenizer, placement label): the model at `path` on --device in --dtype."""
-    from workbench.placement import place, resolve
+    from workbench.models.loading import load_model
+
+    from workbench.runtime.placement import place, resolve
 
     placement = resolve(args.device, args.dtype)
     model, tokenizer = load_model(path, trust_remote_code=getattr(args, "trust_remote_code", False))
@@ -128,7 +132,7 @@ def parse_sets(pairs: list[str]) -> dict:
 
 def strategy_params(args) -> dict:
     """The strategy's parameters from `--set name=value` and `--tau` (mapped to its main threshold)."""
-    from workbench.registry import strategy_threshold_param
+    from workbench.decoding.registry import strategy_threshold_param
 
     if args.tau is not None and not 0.0 <= args.tau <= 1.0:
         raise ValueError(f"--tau {args.tau} is outside [0, 1]; thresholds are probabilities")
@@ -165,7 +169,7 @@ def cache_mode(model, asked: str) -> str:
     """The cache mode the model runs for `--cache asked` (what the run is keyed on): `auto` resolved to `none` or
     `prefix`; `prefix` / `dual` refused (CacheUnavailable, exit 2) where the model cannot do them. A model that
     brings its own runner (DiffusionGemma) keeps the asked mode: its runner decides."""
-    from workbench.cache import resolve_mode
+    from workbench.decoding.cache import resolve_mode
 
     if callable(getattr(model, "make_runner", None)):
         return asked
@@ -175,7 +179,7 @@ def cache_mode(model, asked: str) -> str:
 def decode_config(args, model, task, *, seed: int | None = None):
     """DecodeConfig from the decoding arguments; block size defaults to the model's own. `seed` overrides
     --seed (ablate's cells each carry one of --seeds)."""
-    from workbench.state import DecodeConfig
+    from workbench.decoding.state import DecodeConfig
 
     check_decoding_counts(args)  # 0 is refused, never read as "not given"
     # A model may say how it decodes by default (DiffusionGemma: its canvas length and denoising steps).

@@ -4,7 +4,7 @@
 first N distinct training prompts (never a held-out one) and keeps the outputs the task checks as correct
 (`--keep all` keeps every output), as DMax builds its OPUT data from the base model's own generations;
 `workbench train --data data.jsonl` trains on it. A sidecar `data.meta.json` says where the data comes from.
-Interrupted? Rerun the same command: prompts already written are skipped (see `workbench.distill`).
+Interrupted? Rerun the same command: prompts already written are skipped (see `workbench.training.distill`).
 Without --model / --trainer the shipped `base` model decodes.
 """
 
@@ -18,9 +18,6 @@ from workbench.commands.common import (
     add_model_arguments, add_placement_arguments, decode_config, placed_model, resolve_model, strategy_params,
     task_for,
 )
-from workbench.distill import DistillError, distill, meta_path
-from workbench.registry import decision_providers, make_manager
-from workbench.store import checkpoint_hash
 
 HELP = "decode a task's training prompts with a model into a self-distilled training set (JSONL)"
 
@@ -59,12 +56,16 @@ def display_path(path: str) -> str:
 def strategy_defaults(name: str) -> dict:
     """The strategy's parameter defaults (recorded beside the given `params`, which alone identify the data,
     so that data distilled before a new parameter existed still resumes)."""
-    from workbench.registry import available_strategies
+    from workbench.decoding.registry import available_strategies
 
     return next((dict(info.params) for info in available_strategies() if info.name == name), {})
 
 
 def main(args) -> int:
+    from workbench.decoding.registry import decision_providers, make_manager
+    from workbench.results.store import checkpoint_hash
+    from workbench.training.distill import distill, meta_path
+
     if args.count <= 0:
         raise ValueError(f"--count {args.count}: give a positive number of prompts")
     if args.batch_size <= 0:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from workbench.models.loading import DEFAULT_MODELS
-from workbench.registry import available_strategies
-from workbench.tasks import available_tasks
+from workbench.models.folders import DEFAULT_MODELS
 
 HELP = "list strategies, trainers, tasks and shipped models"
 
@@ -14,6 +12,9 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
+    from workbench.decoding.registry import available_strategies
+    from workbench.tasks import available_tasks
+
     from trainers import TRAINERS
 
     strategies = available_strategies()

@@ -8,8 +8,8 @@ Existing files are never overwritten.
 
 from __future__ import annotations
 
-from workbench.registry import ALL_HOOKS
-from workbench.scaffold import DEFAULT_HOOKS, write
+from workbench.decoding.markers import ALL_HOOKS
+from workbench.authoring.scaffold import DEFAULT_HOOKS, write
 
 HELP = "write a ready-to-run plugin file (and its tests) to start a new decoding idea"
 

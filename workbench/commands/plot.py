@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from workbench.commands.report import DEFAULT_REFERENCE, build_report, load_cells
-from workbench.plots import plot_accuracy_vs_tpf, plot_aup_bars
+from workbench.results.report import DEFAULT_REFERENCE, build_report, load_cells
 
 HELP = "plot accuracy vs TPF per method and AUP bars from a results store"
 
@@ -22,6 +21,8 @@ def add_arguments(parser) -> None:
 
 def plot_report(report: dict, out: str | Path) -> list[Path]:
     """Write the figures of a `report.build_report` result; returns the paths written."""
+    from workbench.results.plots import plot_accuracy_vs_tpf, plot_aup_bars
+
     tasks = list(dict.fromkeys(e["task"] for e in report["aup"]))
     written: list[Path] = []
     for task in tasks:

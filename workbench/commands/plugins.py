@@ -16,9 +16,6 @@ import pkgutil
 import attrs
 
 import workbench
-from workbench.registry import (
-    BUILTIN_STRATEGIES, ENTRY_POINT_GROUP, implemented_hooks, load_plugin_file,
-)
 
 HELP = "list installed strategies and plugins with their versions, sources and hooks"
 
@@ -44,6 +41,8 @@ def _target(module):
 
 def building_blocks() -> list[PluginRow]:
     """Plugin classes of the modules in the `plugins` package (each implements one or more hooks)."""
+    from workbench.decoding.registry import implemented_hooks
+
     import plugins
 
     rows = []
@@ -57,7 +56,9 @@ def building_blocks() -> list[PluginRow]:
 
 
 def installed() -> list[PluginRow]:
-    from workbench.defaults import DEFAULTS_NAME, CoreDefaults
+    from workbench.decoding.registry import BUILTIN_STRATEGIES, ENTRY_POINT_GROUP, implemented_hooks
+
+    from workbench.decoding.defaults import DEFAULTS_NAME, CoreDefaults
 
     version = workbench.__version__
     rows = [PluginRow(name=DEFAULTS_NAME, version=version, source="builtin (core defaults, trylast)",
@@ -85,6 +86,8 @@ def installed() -> list[PluginRow]:
 
 
 def from_files(paths) -> list[PluginRow]:
+    from workbench.decoding.registry import implemented_hooks, load_plugin_file
+
     rows = []
     for path in paths:
         for name, plugin in load_plugin_file(path):

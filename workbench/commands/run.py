@@ -12,17 +12,10 @@ import json
 import sys
 from contextlib import nullcontext
 
-from plugins.tracer import RevisionCounter
 from workbench.commands.common import (
     add_decoding_arguments, add_model_arguments, chat_template_for, check_decoding_counts, decode_config, placed_model,
     resolve_model, strategy_params, task_for,
 )
-from workbench.distributed import is_main, process_group
-from workbench.evaluate import RunSpec, evaluate
-from workbench.metrics import revision_stats, summarize
-from workbench.provenance import observer_files, task_identity
-from workbench.registry import decision_providers, format_providers, make_manager
-from workbench.store import ResultsStore, checkpoint_hash
 
 HELP = "decode a task's evaluation set and print accuracy, TPF, TPS, NFE"
 DEFAULT_LIMIT = 500
@@ -40,6 +33,12 @@ def add_arguments(parser) -> None:
 
 def prepare(args):
     """(model, tokenizer, task, examples, manager, spec, revision counter) for the parsed arguments."""
+    from plugins.tracer import RevisionCounter
+    from workbench.decoding.registry import make_manager
+    from workbench.results.evaluate import RunSpec
+    from workbench.results.provenance import task_identity
+    from workbench.results.store import checkpoint_hash
+
     check_decoding_counts(args)  # before any model loads
     params = strategy_params(args)
     revisions = RevisionCounter()
@@ -58,6 +57,10 @@ def prepare(args):
 
 def run_with_progress(args, model, tokenizer, task, examples, manager, spec, revisions):
     """(the run's samples, how many of them were decoded now; the rest came from the store)."""
+    from workbench.results.evaluate import evaluate
+    from workbench.results.store import ResultsStore
+    from workbench.runtime.distributed import is_main
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     decoded = 0
@@ -78,6 +81,11 @@ def run_with_progress(args, model, tokenizer, task, examples, manager, spec, rev
 
 
 def main(args) -> int:
+    from workbench.decoding.registry import decision_providers, format_providers
+    from workbench.results.metrics import revision_stats, summarize
+    from workbench.results.provenance import observer_files
+    from workbench.runtime.distributed import is_main, process_group
+
     with process_group():  # joins torchrun's group when launched by it; nothing otherwise
         model, tokenizer, task, examples, manager, spec, revisions = prepare(args)
         samples, decoded = run_with_progress(args, model, tokenizer, task, examples, manager, spec, revisions)

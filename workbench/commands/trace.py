@@ -20,11 +20,6 @@ from workbench.commands.common import (
     add_canvas_arguments, add_chat_template_argument, add_model_arguments, add_placement_arguments, chat_template_for,
     check_decoding_counts, decode_config, placed_model, resolve_model, strategy_params, task_for,
 )
-from workbench.limits import check_lengths, preview
-from workbench.loop import generate
-from workbench.models.tokenizer import decode, encode_prompt
-from workbench.plots import plot_trace_heatmap
-from workbench.registry import format_providers, make_manager
 
 HELP = "decode one sample and show every step of every block (terminal grid, PNG heatmap, HTML)"
 MAX_CELL = 6  # characters per position in the terminal grid
@@ -209,6 +204,8 @@ def render_html(blocks, tokenizer, meta: dict) -> str:
 
 def write_pngs(blocks, tokenizer, path: str, title: str) -> list[Path]:
     """One heatmap per block: `path` itself for a single block, `<stem>.block<k><suffix>` for several."""
+    from workbench.results.plots import plot_trace_heatmap
+
     path = Path(path)
     out = []
     for block in blocks:
@@ -219,6 +216,11 @@ def write_pngs(blocks, tokenizer, path: str, title: str) -> list[Path]:
 
 
 def main(args) -> int:
+    from workbench.decoding.limits import check_lengths, preview
+    from workbench.decoding.loop import generate
+    from workbench.decoding.registry import format_providers, make_manager
+    from workbench.models.tokenizer import decode, encode_prompt
+
     from plugins.tracer import Tracer
 
     if args.sample < 0:

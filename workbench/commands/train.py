@@ -14,8 +14,7 @@ import sys
 import attrs
 
 from workbench.commands.common import add_trust_argument, parse_sets
-from workbench.distributed import is_main, process_group
-from workbench.train import PRESETS, TrainConfig, train
+from workbench.training.config import PRESETS, TrainConfig
 
 HELP = "train or post-train a model (mdlm, uniform, oput)"
 # What Ctrl-C leaves behind (printed by the CLI on KeyboardInterrupt).
@@ -69,6 +68,9 @@ def config_from_args(args) -> TrainConfig:
 
 
 def main(args) -> int:
+    from workbench.runtime.distributed import is_main, process_group
+    from workbench.training.train import train
+
     from trainers import make_objective
 
     cfg = config_from_args(args)

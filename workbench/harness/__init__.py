@@ -2,7 +2,7 @@
 
 - `lm_eval_model`: the lm-eval model `workbench` (needs `pip install -e .[lm-eval]`);
 - `arguments`: its model arguments, `workbench run`'s own options;
-- `generation`: `generate_until` requests decoded and recorded through `workbench.evaluate`;
+- `generation`: `generate_until` requests decoded and recorded through `workbench.results.evaluate`;
 - `likelihood`: the Monte-Carlo ELBO behind `loglikelihood` / `loglikelihood_rolling`;
 - `checks`: optional answer checks, so the results store knows which generated answers were right;
 - `local_tasks`: a workbench task's held-out set as a local lm-eval task folder (tests, offline demos);

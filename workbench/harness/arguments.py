@@ -23,8 +23,8 @@ from typing import Any
 
 import attrs
 
-from workbench.evaluate import RunSpec
-from workbench.state import DecodeConfig
+from workbench.results.evaluate import RunSpec
+from workbench.decoding.state import DecodeConfig
 
 log = logging.getLogger(__name__)
 # `workbench run` options that are no model arguments: lm-eval chooses the data (task, limit) and prints.
@@ -133,7 +133,7 @@ def _device(value: Any) -> Any:
     """lm-eval's `--device` (default `cuda:0`, passed even on CPU-only machines) as a workbench `--device`.
 
     Without CUDA any `cuda*` becomes `auto` (the CPU), as lm-eval's HF model falls back; `cuda:N` becomes
-    `cuda` when N is the GPU `workbench.placement` picks for this process, else an error naming the fix.
+    `cuda` when N is the GPU `workbench.runtime.placement` picks for this process, else an error naming the fix.
     """
     if not isinstance(value, str) or not value.startswith("cuda"):
         return value
@@ -144,7 +144,7 @@ def _device(value: Any) -> Any:
         return "auto"
     if value == "cuda":
         return value
-    from workbench.distributed import local_device
+    from workbench.runtime.distributed import local_device
 
     index = value.partition(":")[2]
     chosen = local_device()
@@ -175,7 +175,7 @@ class HarnessSetup:
     manager: Any
     revisions: Any  # plugins.tracer.RevisionCounter registered in `manager`
     model_path: str
-    model_hash: str  # `workbench.store.checkpoint_hash` of the folder, hashed once (it reads every weight)
+    model_hash: str  # `workbench.results.store.checkpoint_hash` of the folder, hashed once (it reads every weight)
     trainer: str | None
     precision: str
     params: dict
@@ -213,8 +213,8 @@ def setup_from_model_args(kwargs: dict[str, Any]) -> HarnessSetup:
     """Parse and check every model argument, then load and place the model; ModelArgumentError on bad input."""
     from plugins.tracer import RevisionCounter
     from workbench.commands.common import placed_model, resolve_model, strategy_params
-    from workbench.registry import StrategyParamError, make_manager
-    from workbench.store import checkpoint_hash
+    from workbench.decoding.registry import StrategyParamError, make_manager
+    from workbench.results.store import checkpoint_hash
 
     kwargs = dict(kwargs)
     try:

@@ -2,7 +2,7 @@
 
 Called by `WorkbenchLM.generate_until` with all the requests lm-eval has for the model (any number of tasks).
 Requests are grouped into workbench runs by lm-eval task and decode settings (generation length, temperature),
-and each group goes through `workbench.evaluate.evaluate`, the function behind `workbench run`: the same
+and each group goes through `workbench.results.evaluate.evaluate`, the function behind `workbench run`: the same
 batching, prompt encoding, length check, run lock and per-sample records (strategy, parameters, model hash,
 NFE, tokens, seconds, revisions), under the run `lm-eval:<task>`, so `workbench report` lists it beside an
 ablation grid. A rerun of an interrupted evaluation decodes only the requests not yet stored.
@@ -12,7 +12,7 @@ lm-eval asks for several answers per document), the id `workbench run` gives an 
 split. So a local copy of a workbench task's held-out set decodes exactly as `workbench run` does, per-sample
 random draws included (`DecodeConfig.rng`). A stored sample is reused only for the same prompt: when the
 store holds an id of the run with another prompt (more few-shot examples, a chat template, another task
-version), `evaluate` stops before decoding (`workbench.evaluate.StaleSamplesError`) instead of answering
+version), `evaluate` stops before decoding (`workbench.results.evaluate.StaleSamplesError`) instead of answering
 with a stale sample.
 Requests without document ids, or with several prompts for one document, get ids hashed from their content.
 Within a group the requests are decoded in id order, batch by batch, as `workbench run` decodes a task.
@@ -31,9 +31,9 @@ from typing import Any
 
 import attrs
 
-from workbench.evaluate import evaluate
+from workbench.results.evaluate import evaluate
 from workbench.harness.checks import Check, judge, make_check
-from workbench.store import ResultsStore
+from workbench.results.store import ResultsStore
 
 TASK_PREFIX = "lm-eval:"
 
@@ -116,7 +116,7 @@ def generate_until(setup, requests: Sequence[GenRequest], *,
     """The answer to every request, in order, each cut at its first stop string.
 
     `setup` is a `workbench.harness.arguments.HarnessSetup`; `on_batch(n)` is called as n more samples are
-    stored (progress). Raises `workbench.limits.LengthError` before decoding when a prompt does not fit.
+    stored (progress). Raises `workbench.decoding.limits.LengthError` before decoding when a prompt does not fit.
     """
     check = make_check(setup.options.check, setup.options.answer_field)
     groups: dict[tuple, list[int]] = defaultdict(list)

@@ -33,7 +33,7 @@ from lm_eval.api.registry import register_model
 from workbench.harness import likelihood
 from workbench.harness.arguments import setup_from_model_args
 from workbench.harness.generation import GenRequest, generate_until
-from workbench.limits import check_lengths, max_positions
+from workbench.decoding.limits import check_lengths, max_positions
 from workbench.models.tokenizer import decode, encode
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class WorkbenchLM(TemplateLM):
         return str(getattr(self.tokenizer, "name_or_path", "") or self.setup.model_path).replace("/", "__")
 
     def get_model_info(self) -> dict:
-        from workbench.registry import decision_providers
+        from workbench.decoding.registry import decision_providers
 
         s = self.setup
         return {"workbench_model": s.model_path, "workbench_trainer": s.trainer, "workbench_strategy": s.args.strategy,

@@ -40,7 +40,7 @@ import torch
 import transformers
 from torch import nn
 
-from workbench.models.loading import ModelLoadError, WeightMismatchError, from_pretrained_strict, require_trust
+from workbench.models.folders import ModelLoadError, WeightMismatchError, from_pretrained_strict, require_trust
 from workbench.models.masks import decode_attention_mask, position_ids_from_valid
 from workbench.models.profiles import GENERIC_REMOTE, LLADA, MASKED_LM, ModelProfile, match_profile
 

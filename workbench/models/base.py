@@ -55,3 +55,15 @@ class Denoiser(Protocol):
         Returns:
             (N, L, V) logits in float32 or the model's dtype.
         """
+
+
+class ModelInputsDenied(RuntimeError):
+    """A plugin asked the model for something this decode does not have (e.g. a mask embedding on a
+    uniform-state canvas); the message names what and how to fix it."""
+
+
+def noise_range(model: Denoiser) -> tuple[int, int]:
+    """[low, high) of the random tokens fed to open positions of a uniform-state canvas: the model's own
+    range (the ids its uniform training drew from) or the whole vocabulary."""
+    own = getattr(model, "noise_range", None)
+    return tuple(own()) if callable(own) else (0, model.vocab_size)

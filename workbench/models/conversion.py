@@ -8,7 +8,7 @@ its tensors renamed and stacked, instead of running the folder's Python code. Th
 what the remote code cannot: the prefix and dual caches, the faster loop, masking of left padding (the
 published attention ignores its mask), and `workbench train --init`.
 
-Called by `workbench.models.adapters.load_adapter` (hence `load_model`) and `workbench.train.build_model`.
+Called by `workbench.models.adapters.load_adapter` (hence `load_model`) and `workbench.training.train.build_model`.
 Dream (Qwen2 blocks: q/k/v biases, grouped-query attention, logits shifted by one) does not map onto the native
 model and keeps the remote-code path.
 
@@ -125,7 +125,7 @@ def load_llada(folder: str | Path, raw: dict, *, mask_id: int, eos_id: int, pad_
     WeightMismatchError naming the tensors when the file lacks one the config implies or has one of another
     shape; NotMappable naming them when it has tensors the mapping does not use (the caller then runs the
     folder's own code)."""
-    from workbench.models.loading import check_loading_info
+    from workbench.models.folders import check_loading_info
 
     folder = Path(folder)
     config = native_config(raw)

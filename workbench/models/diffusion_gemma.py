@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from workbench.models.masks import position_ids_from_valid
-from workbench.state import ModelInputsDenied
+from workbench.models.base import ModelInputsDenied
 
 MODEL_TYPE = "diffusion_gemma"
 # `generate`'s own defaults for settings a checkpoint's generation_config.json leaves unset
@@ -88,7 +88,7 @@ class DiffusionGemmaDenoiser(nn.Module):
 
     def denoise(self, inputs_embeds, *, block_ids, valid):
         raise NotImplementedError("DiffusionGemma decodes through its own runner (encoder cache + decoder); "
-                                  "use workbench.cache.make_runner(model)")
+                                  "use workbench.decoding.cache.make_runner(model)")
 
     def make_runner(self, cache: str = "auto") -> DiffusionGemmaRunner:
         """The encoder-cache runner for every cache mode that is exact; `none` (recompute the context every

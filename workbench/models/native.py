@@ -195,13 +195,13 @@ class NativeDenoiser(PreTrainedModel):
         return self.forward(inputs_embeds=inputs_embeds, position_ids=position_ids_from_valid(valid), attn_mask=mask)
 
     def denoise_kv(self, inputs_embeds, *, position_ids, attn_mask, cache, start, stop, logits=slice(None)):
-        """Forward of canvas positions [start, start + L) against a key/value cache (`workbench.cache`).
+        """Forward of canvas positions [start, start + L) against a key/value cache (`workbench.decoding.cache`).
 
         Args:
             inputs_embeds: (N, L, D) inputs of canvas positions [start, start + L).
             position_ids: (N, L) long, their RoPE positions.
             attn_mask: (N, 1, L, stop) bool over the cache's positions [0, stop), True = may attend.
-            cache: a `workbench.cache.KVCache`; this forward writes the keys/values of its positions into
+            cache: a `workbench.decoding.cache.KVCache`; this forward writes the keys/values of its positions into
                 every layer's buffers at [start, start + L), then attends to the buffers' [0, stop).
             logits: which of the L positions get logits (the vocabulary projection is skipped elsewhere).
 

@@ -38,7 +38,7 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
 
     ValueError (ModelLoadError) naming the folder when it is not a local folder or holds no tokenizer.json.
     """
-    from workbench.models.loading import ModelLoadError
+    from workbench.models.folders import ModelLoadError
 
     folder = Path(path)
     if not folder.is_dir():

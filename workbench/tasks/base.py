@@ -43,7 +43,7 @@ class Task(Protocol):
         """True when `output` (the decoded response text, specials removed) answers `example` correctly."""
 
     # Optional: `identity() -> dict`, plain JSON data that changes whenever the examples or the checker do (a
-    # file's sha256, a generator's parameters). The results store keys runs on it (`workbench.provenance`);
+    # file's sha256, a generator's parameters). The results store keys runs on it (`workbench.results.provenance`);
     # a task without one is keyed on its class and name only.
 
 

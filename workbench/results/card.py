@@ -10,11 +10,11 @@ import json
 import tempfile
 from pathlib import Path
 
-from workbench.evaluate import RunSpec, evaluate
-from workbench.metrics import summarize
-from workbench.registry import make_manager, strategy_threshold_param
-from workbench.state import DecodeConfig
-from workbench.store import ResultsStore, checkpoint_hash
+from workbench.results.evaluate import RunSpec, evaluate
+from workbench.results.metrics import summarize
+from workbench.decoding.registry import make_manager, strategy_threshold_param
+from workbench.decoding.state import DecodeConfig
+from workbench.results.store import ResultsStore, checkpoint_hash
 from workbench.tasks import load_task
 
 # The card's evaluation grid: the careful and the aggressive end of each built-in strategy.

@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from workbench.registry import PluginError, strategy_names, strategy_threshold_param
+from workbench.decoding.registry import PluginError, strategy_names, strategy_threshold_param
 
 __all__ = ["Cell", "CellResult", "expand", "parse_list", "parse_seeds", "parse_taus", "method_of", "split_trainer",
            "tau_of"]
@@ -101,7 +101,7 @@ def _main_threshold(strategy: str) -> tuple[str | None, Any]:
         name = strategy_threshold_param(strategy)
     except PluginError:
         return None, None
-    from workbench.registry import available_strategies
+    from workbench.decoding.registry import available_strategies
 
     for info in available_strategies():
         if info.name == strategy:

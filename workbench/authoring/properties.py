@@ -21,10 +21,10 @@ import attrs
 import pluggy
 import torch
 
-from workbench.loop import generate
+from workbench.decoding.loop import generate
 from workbench.models.masks import decode_attention_mask, position_ids_from_valid
-from workbench.registry import hookimpl
-from workbench.state import BlockState, DecodeConfig, RowResult, Stash
+from workbench.decoding.registry import hookimpl
+from workbench.decoding.state import BlockState, DecodeConfig, RowResult, Stash
 
 MakeManager = Callable[[], pluggy.PluginManager]
 PAD_ID, MASK_ID, EOS_ID = 0, 1, 2  # the fakes use the native tokenizer's special ids

@@ -4,10 +4,10 @@
 command enters `process_group()`, which joins the group torchrun describes in the environment (gloo on
 CPU, NCCL on CUDA) and is a no-op for a plain one-process run, so the code paths are the same:
 
-- training (`workbench.train`): every rank draws the same global batch and the same corruption noise
+- training (`workbench.training.train`): every rank draws the same global batch and the same corruption noise
   and trains on its slice (`rank_rows`); DDP (or FSDP) averages the gradients, so N processes take the
   one-process step up to float rounding;
-- evaluation (`workbench.evaluate`): the one-process run's batches are dealt out round-robin (batch b
+- evaluation (`workbench.results.evaluate`): the one-process run's batches are dealt out round-robin (batch b
   to rank b % N), so every sample is decoded in exactly the batch it would be in one process, and the
   records are gathered on rank 0, the only rank that opens the results store or prints.
 """

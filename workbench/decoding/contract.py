@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from workbench.state import FREE, BlockState, Promotion
+from workbench.decoding.state import FREE, BlockState, Promotion
 
 # Embeddings more than this many times larger than the embedding table's largest entry overflow a forward
 # (and are almost surely a bug); the check only runs when the float32 sum of the embeddings is not finite.
@@ -43,7 +43,7 @@ class PluginRuntimeError(RuntimeError):
     def about_input(self) -> bool:
         """The project's own plugin refused what it was asked (bad settings, a model that lacks something):
         its message is written for the user, so the CLI prints it as a one-line usage error."""
-        from workbench.state import ModelInputsDenied
+        from workbench.decoding.state import ModelInputsDenied
 
         return self.builtin and isinstance(self.error, (ValueError, ModelInputsDenied))
 
@@ -101,7 +101,7 @@ def _first(bad: torch.Tensor) -> tuple[int, int]:
 def check_fill_block(result, state: BlockState, plugin: str) -> torch.Tensor:
     hook = "fill_block"
     _token_ids(result, state, plugin, hook, "",
-               "return a long tensor: token ids where a position is fixed, workbench.state.FREE (-1) elsewhere")
+               "return a long tensor: token ids where a position is fixed, workbench.decoding.state.FREE (-1) elsewhere")
     fixed = result != FREE
     bad = fixed & ((result < 0) | (result >= state.vocab_size))
     if bad.any():

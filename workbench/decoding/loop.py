@@ -11,7 +11,7 @@ Bidirectional models see the not-yet-decoded future blocks as mask embeddings (L
 generation length matters); block-causal models are forwarded only up to the current block, since
 later blocks cannot influence it.
 
-The forward sits behind a runner (`workbench.cache`: `reset` / `start_block` / `forward` / `end_block`),
+The forward sits behind a runner (`workbench.decoding.cache`: `reset` / `start_block` / `forward` / `end_block`),
 the seam where a KV cache replaces the full recomputation without touching strategies. By default
 `make_runner(model, config.cache)` picks it: the exact prefix cache for block-causal models, none otherwise.
 """
@@ -24,11 +24,11 @@ from collections.abc import Sequence
 import pluggy
 import torch
 
-from workbench.cache import CanvasRunner, make_runner
-from workbench.models.base import Denoiser
-from workbench.registry import Hooks
-from workbench.rng import BlockRandom, RowRandom
-from workbench.state import FREE, BlockState, DecodeConfig, ModelInputsDenied, RowResult, Stash
+from workbench.decoding.cache import CanvasRunner, make_runner
+from workbench.models.base import Denoiser, noise_range
+from workbench.decoding.registry import Hooks
+from workbench.decoding.rng import BlockRandom, RowRandom
+from workbench.decoding.state import FREE, BlockState, DecodeConfig, ModelInputsDenied, RowResult, Stash
 
 
 def canvas_kind(model: Denoiser, config: DecodeConfig) -> str:
@@ -40,13 +40,6 @@ def canvas_kind(model: Denoiser, config: DecodeConfig) -> str:
         raise ModelInputsDenied(f"noise 'mask' asks for an absorbing-state canvas, but {type(model).__name__} has no "
                                 f"mask token (a uniform-state model); decode with --noise uniform (or auto)")
     return config.noise
-
-
-def noise_range(model: Denoiser) -> tuple[int, int]:
-    """[low, high) of the random tokens fed to open positions of a uniform-state canvas: the model's own
-    range (the ids its uniform training drew from) or the whole vocabulary."""
-    own = getattr(model, "noise_range", None)
-    return tuple(own()) if callable(own) else (0, model.vocab_size)
 
 
 def predict(logits: torch.Tensor, temperature: float, rng: BlockRandom, rows: list[int],

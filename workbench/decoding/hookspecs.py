@@ -25,9 +25,9 @@ mask embedding, on a uniform-state canvas (`state.noise == "uniform"`) random to
 after every step (so a token `revoke` sends back to open is renoised).
 
 Decision hooks stop at the first non-None result (`firstresult`); the core's defaults
-(`workbench/defaults.py`) are ordinary plugins marked `trylast=True`, so a strategy implements only what it
+(`workbench/decoding/defaults.py`) are ordinary plugins marked `trylast=True`, so a strategy implements only what it
 changes and an override plugin registered after the strategy answers only the hooks it implements.
-The core checks every decision result (`workbench/contract.py`) and raises `PluginContractError` naming
+The core checks every decision result (`workbench/decoding/contract.py`) and raises `PluginContractError` naming
 the plugin that answered (and any wrapper that changed the result); an exception raised inside a hook
 implementation becomes a `PluginRuntimeError` naming the plugin, the hook and the file:line. A plugin
 writes only its own `state.stash` entries: the core checks after each call that no state tensor was written
@@ -43,15 +43,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pluggy import HookspecMarker
+from workbench.decoding.markers import hookspec
 
 if TYPE_CHECKING:
     import torch
 
     from workbench.models.base import Denoiser
-    from workbench.state import BlockState, Promotion, RowResult
+    from workbench.decoding.state import BlockState, Promotion, RowResult
 
-hookspec = HookspecMarker("workbench")
 
 
 @hookspec(firstresult=True)
@@ -65,7 +64,7 @@ def fill_block(state: BlockState) -> torch.Tensor | None:
             `state.context` (B, C) long say whose block it is; `state.start` its offset in the generation.
 
     Returns:
-        (B, L) long: a token id at each position to fix, `workbench.state.FREE` (-1) at positions to decode;
+        (B, L) long: a token id at each position to fix, `workbench.decoding.state.FREE` (-1) at positions to decode;
         or None to defer. Stops at first non-None result. Fixed positions become inactive token positions
         (`state.active` False): no hook can promote, revoke or commit anything else there.
 
@@ -159,7 +158,7 @@ def promote(state: BlockState) -> torch.Tensor | Promotion | None:
 
     Returns:
         (B, L) bool, True at each open position to promote (it takes `state.top`); or a
-        `workbench.state.Promotion(positions, tokens=..., fallback=...)` to choose the tokens (e.g. sampled)
+        `workbench.decoding.state.Promotion(positions, tokens=..., fallback=...)` to choose the tokens (e.g. sampled)
         or to opt out of the progress fallback for this step; or None to defer.
         Stops at first non-None result. The core then sets `state.ids` at promoted positions and, for any
         row that still has open

@@ -32,13 +32,14 @@ import torch.distributed as dist
 
 from trainers import make_objective
 from trainers.base import TrainBatch, collate, response_logits, weighted_cross_entropy
-from workbench.card import evaluation_rows, write_card
-from workbench.distill import data_record
-from workbench.distributed import local_device, mean_over_ranks, rank_rows
-from workbench.models.loading import WeightMismatchError, from_pretrained_strict
+from workbench.results.card import evaluation_rows, write_card
+from workbench.training.distill import data_record
+from workbench.runtime.distributed import local_device, mean_over_ranks, rank_rows
+from workbench.models.folders import WeightMismatchError, from_pretrained_strict
 from workbench.models.native import NativeDenoiser, NativeDenoiserConfig
 from workbench.models.tokenizer import build_char_tokenizer, load_tokenizer
 from workbench.tasks import load_task
+from workbench.training.config import EXECUTION_FIELDS, PRESETS, TrainConfig  # noqa: F401  (PRESETS: importable here too)
 
 CHECKPOINT = "checkpoint.pt"
 _CHECKPOINT_KEYS = {"model", "optimizer", "generator", "step", "history", "config"}
@@ -46,59 +47,6 @@ _CHECKPOINT_KEYS = {"model", "optimizer", "generator", "step", "history", "confi
 
 class TrainOutputError(ValueError):
     """`out` or `init` cannot be used for this run; the message says why and what to do."""
-
-
-@attrs.frozen(kw_only=True)
-class TrainConfig:
-    trainer: str = "mdlm"
-    # The objective's own hyperparameters (e.g. OPUT's mask_ratio), `workbench train --set name=value`.
-    trainer_params: dict = attrs.field(factory=dict)
-    task: str = "choice"
-    steps: int = attrs.field(default=1000, validator=attrs.validators.gt(0))
-    batch_size: int = attrs.field(default=64, validator=attrs.validators.gt(0))
-    lr: float = attrs.field(default=1e-3, validator=attrs.validators.gt(0))
-    weight_decay: float = 0.01
-    warmup: float = attrs.field(default=0.03, validator=[attrs.validators.ge(0), attrs.validators.lt(1)])
-    clip: float = 1.0
-    seed: int = 0
-    block_size: int = attrs.field(default=8, validator=attrs.validators.gt(0))
-    checkpoint_every: int = 200
-    # Model shape, used only when training from scratch (no --init).
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    block_causal: bool = True
-    # Optional: self-distilled data (the base model's own generations), a JSONL of prompt/answer.
-    data: str | None = None
-    # Evaluation examples for the model card's table (0 = no evaluation).
-    eval_limit: int = attrs.field(default=200, validator=attrs.validators.ge(0))
-    # Execution (same update, other memory/speed); may change when a run resumes. `accumulate`: each
-    # rank's share of the batch runs as this many micro-batches; `bf16`: CUDA bfloat16 autocast.
-    accumulate: int = attrs.field(default=1, validator=attrs.validators.gt(0))
-    bf16: bool = False
-    # Shard parameters, gradients and optimizer state over ranks (FSDP2 `fully_shard`), for models that do
-    # not fit one device; must stay the same on resume (the checkpoint is the same full state either way).
-    fsdp: bool = False
-
-
-# TrainConfig fields a resumed run may change: they change how a step is computed, not which step.
-EXECUTION_FIELDS = ("accumulate", "bf16")
-
-
-# Presets: `micro` exercises every trainer for real on a CPU in seconds (tests); `base` and `post` are the
-# shipped default lab's recipe (see the model card).
-PRESETS: dict[str, dict] = {
-    "micro": dict(steps=30, batch_size=16, lr=2e-3, hidden_size=32, num_layers=2, num_heads=2, checkpoint_every=10,
-                  eval_limit=4),
-    # The shipped lab (lab/recipe.sh): three mdlm stages for the base model, then each post-training.
-    "sum-scratch": dict(task="sum", steps=3000, batch_size=64, lr=1e-3, block_size=8),
-    "sum-continue": dict(task="sum", steps=5000, batch_size=64, lr=1.5e-3, warmup=0.02, seed=1, block_size=8),
-    "base": dict(task="choice", steps=2000, batch_size=64, lr=1e-3, warmup=0.02, seed=1, block_size=8),
-    "post": dict(task="choice", steps=1000, batch_size=64, lr=3e-4, seed=2, block_size=8),
-    # The second task `spans` (block 32): the choice base continued with mdlm, then the same post-training.
-    "spans-base": dict(task="spans", steps=2000, batch_size=64, lr=1e-3, warmup=0.02, seed=1, block_size=32),
-    "spans-post": dict(task="spans", steps=1000, batch_size=64, lr=3e-4, seed=2, block_size=32),
-}
 
 
 def _dist_info() -> tuple[int, int]:
@@ -147,7 +95,7 @@ def build_model(cfg: TrainConfig, init: str | None, vocab_size: int):
 
 def check_init(init: str | Path, *, trust_remote_code: bool = False) -> None:
     """TrainOutputError / ModelLoadError unless `init` is a local folder holding a native model."""
-    from workbench.models.loading import read_model_config
+    from workbench.models.folders import read_model_config
 
     raw = read_model_config(init, trust_remote_code=trust_remote_code)
     model_type = raw.get("model_type")
@@ -353,9 +301,9 @@ def train(cfg: TrainConfig, out: str | Path, *, init: str | None = None, progres
 
 def card_grid(model) -> dict:
     """The model card's grid for a model decoded from random tokens: SPD needs a mask embedding there."""
-    from workbench.card import CARD_GRID
-    from workbench.loop import canvas_kind
-    from workbench.state import DecodeConfig
+    from workbench.results.card import CARD_GRID
+    from workbench.decoding.loop import canvas_kind
+    from workbench.decoding.state import DecodeConfig
 
     if canvas_kind(model, DecodeConfig()) == "uniform":
         return {"grid": tuple((s, tau) for s, tau in CARD_GRID if s != "spd")}

@@ -82,7 +82,7 @@ def strategy_identity(name: str) -> dict:
 
     Computed once per process: the modules are imported once, so the bytes hashed at the first call are the
     code that runs (an edit takes effect, and changes the key, in the next process)."""
-    from workbench.registry import BUILTIN_STRATEGIES, _entry_points, _load_strategy_module
+    from workbench.decoding.registry import BUILTIN_STRATEGIES, _entry_points, _load_strategy_module
 
     module = _load_strategy_module(name)
     if name in dict(BUILTIN_STRATEGIES):
@@ -96,7 +96,7 @@ def strategy_identity(name: str) -> dict:
 @functools.lru_cache(maxsize=None)
 def _file_hooks(resolved: str, digest: str) -> tuple[str, ...]:
     """The hooks the plugins of the file with these bytes implement (each distinct content imported once)."""
-    from workbench.registry import implemented_hooks, load_plugin_file
+    from workbench.decoding.registry import implemented_hooks, load_plugin_file
 
     hooks = set()
     for _, plugin in load_plugin_file(resolved):
@@ -113,7 +113,7 @@ def plugin_file_identity(path: str | Path) -> dict:
 
 def is_observer_only(identity: dict) -> bool:
     """True for a plugin file whose plugins implement observer hooks only: it cannot change a sample."""
-    from workbench.registry import DECISION_HOOKS
+    from workbench.decoding.registry import DECISION_HOOKS
 
     return not set(identity["hooks"]) & set(DECISION_HOOKS)
 
@@ -170,7 +170,7 @@ def canonical_params(name: str, params: dict) -> tuple[dict, dict, str | None]:
     """(every parameter as the built strategy holds it, the strategy's defaults, its main threshold's name).
 
     Raises the registry's StrategyParamError for a parameter the strategy does not take."""
-    from workbench.registry import _load_strategy_module, _strategy_target, strategy_plugin
+    from workbench.decoding.registry import _load_strategy_module, _strategy_target, strategy_plugin
 
     target = _strategy_target(_load_strategy_module(name))
     main = getattr(target, "main_threshold", None)

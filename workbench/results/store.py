@@ -26,7 +26,7 @@ the file with SQLite's `mode=ro`, or as `immutable` when no writer's log (`-wal`
 read-only media or in a folder the user cannot write reads the same. Writing errors (a full or read-only disk)
 raise `StoreError` saying which file and what to do; samples stored before stay stored.
 
-Two processes decoding the same run at once are kept apart by `workbench.runlock` (the caller claims a run
+Two processes decoding the same run at once are kept apart by `workbench.results.runlock` (the caller claims a run
 before decoding it), not by the store.
 """
 

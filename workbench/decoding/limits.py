@@ -3,8 +3,8 @@
 A prompt plus its generated positions longer than the model's position table fails deep inside the forward
 (`index 64 is out of bounds` on a BERT with 64 positions), and on a model without a table (the native model's
 RoPE) a 200k-character prompt tries to allocate tens of GB for its (L, L) attention. `check_lengths` refuses
-such a sample up front, naming it. `workbench.evaluate.evaluate` calls it on the samples it is about to decode,
-`workbench trace` on its one sample; any other caller of `workbench.loop.generate` (the lm-eval harness) can
+such a sample up front, naming it. `workbench.results.evaluate.evaluate` calls it on the samples it is about to decode,
+`workbench trace` on its one sample; any other caller of `workbench.decoding.loop.generate` (the lm-eval harness) can
 call it the same way.
 """
 

@@ -1,6 +1,6 @@
 """One process decodes a run at a time: cross-process claims on the runs of a results store.
 
-`workbench.evaluate.evaluate` claims a run (by its key) before it looks at what is left to decode and holds
+`workbench.results.evaluate.evaluate` claims a run (by its key) before it looks at what is left to decode and holds
 the claim until the run's last sample is stored. A second `run` or `ablate` of the same configuration on the
 same store then either waits for the first (`wait=True`: it says so on stderr, then reuses the samples) or
 hears `RunBusy` at once (`wait=False`: `ablate` decodes its other cells first and comes back), so no sample is
@@ -28,7 +28,7 @@ try:
 except ImportError:  # Windows: no POSIX record locks
     fcntl = None
 
-from workbench.store import StoreError
+from workbench.results.store import StoreError
 
 __all__ = ["RunBusy", "RunLocks"]
 

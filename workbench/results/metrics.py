@@ -66,7 +66,7 @@ class Summary:
 
 def nfe_total_of(sample: Any) -> int:
     """A sample's forwards with the prefill counted as its own forward: `extras["nfe_total"]` (stored by
-    `workbench.evaluate`), else nfe + 1 (samples stored before the key existed had the prefill fused into
+    `workbench.results.evaluate`), else nfe + 1 (samples stored before the key existed had the prefill fused into
     block 1's first forward, the loop's only layout then)."""
     extras = getattr(sample, "extras", None) or {}
     return int(extras.get("nfe_total", sample.nfe + 1))

@@ -45,7 +45,7 @@ import torch
 
 from workbench.models.base import Denoiser
 from workbench.models.masks import decode_attention_mask, position_ids_from_valid
-from workbench.state import CACHE_MODES
+from workbench.decoding.choices import CACHE_MODES
 
 
 @runtime_checkable

@@ -2,13 +2,13 @@
 
 `workbench check-plugin FILE.py|NAME` and a plugin's own pytest suite both call `check_target` (or `check`
 with plugin objects). For every (invariant, strategy) cell, hypothesis draws small random problems
-(`workbench.properties.ScriptedDenoiser` / `OracleDenoiser` fakes, random prompts, block sizes, caps and
-the strategy's main threshold), runs the invariant's check from `workbench.properties`, and on a failure
+(`workbench.authoring.properties.ScriptedDenoiser` / `OracleDenoiser` fakes, random prompts, block sizes, caps and
+the strategy's main threshold), runs the invariant's check from `workbench.authoring.properties`, and on a failure
 shrinks to a minimal failing example, kept with the error text (a contract error names plugin and rule).
 
 Invariants (rows of the report):
 
-- contract: every decision result has valid shapes, dtypes and ids (the core's `workbench.contract`), on a
+- contract: every decision result has valid shapes, dtypes and ids (the core's `workbench.decoding.contract`), on a
   float32 model; an output holds the mask id only where the core reports it unfilled.
 - progress: each step promotes on every row with open positions (unless the plugin opted out of the
   fallback for it); blocks finish within the cap; a token returns to open only through `revoke`; a row
@@ -38,19 +38,16 @@ import torch
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
 
-from workbench import properties as P
-from workbench import registry
-from workbench.contract import PluginContractError, PluginRuntimeError
-from workbench.loop import generate
-from workbench.registry import (
+from workbench.authoring import properties as P
+from workbench.decoding import registry
+from workbench.decoding.contract import PluginContractError, PluginRuntimeError
+from workbench.decoding.loop import generate
+from workbench.decoding.registry import (
     PluginLoadError, implemented_hooks, load_plugin_file, make_manager,
 )
-from workbench.state import BlockState, DecodeConfig, Stash
+from workbench.decoding.state import BlockState, DecodeConfig, Stash
+from workbench.authoring.verdicts import BLOCKED, BUILTIN_NAMES, DEFAULT_EXAMPLES, FAIL, NA, PASS  # noqa: F401
 
-# The strategies a plugin is checked with by default: the absorbing-state built-ins, which the fake models
-# decode (uniform-eb, DiffusionGemma's sampler, is a strategy of its own kind: name it to include it).
-BUILTIN_NAMES: tuple[str, ...] = ("threshold", "hierarchical", "hard", "spd")
-DEFAULT_EXAMPLES = 10  # per cell: 7 invariants x 4 strategies take a few seconds on one core
 FIRST_TOKEN = 3  # ids 0-2 are PAD, MASK, EOS in the fakes
 CLAIMABLE = ("contiguity", "monotonicity")
 # The invariants built-in strategies keep at their default parameters (a strategy may declare `claims`).
@@ -61,7 +58,6 @@ BUILTIN_CLAIMS: dict[str, tuple[str, ...]] = {
 # The hooks whose answers decide a claimable invariant: a plugin implementing any of them must claim it.
 DECIDING_HOOKS = {"contiguity": ("promote", "revoke"), "monotonicity": ("commit", "revoke")}
 
-PASS, FAIL, NA, BLOCKED = "pass", "FAIL", "n/a", "blocked"
 
 
 # -- problems --------------------------------------------------------------------------------------------
@@ -462,6 +458,6 @@ def hand_state(conf=None, *, is_mask=None, top=None, probs=None, prev_top=None, 
 
 def hook_doc(hook: str) -> str:
     """The hook's specification docstring (for templates and help texts)."""
-    from workbench import hookspecs
+    from workbench.decoding import hookspecs
 
     return inspect.getdoc(getattr(hookspecs, hook)) or ""

@@ -30,53 +30,16 @@ import attrs
 import pluggy
 
 import workbench
-from workbench import contract, hookspecs
-
-PROJECT = "workbench"
-ENTRY_POINT_GROUP = "workbench"
-hookimpl = pluggy.HookimplMarker(PROJECT)
-
-DECISION_HOOKS = ("fill_block", "embed_state", "process_logits", "revoke", "promote", "converge", "commit")
-# Decision hooks whose "no answer" (every implementation returned None) means "nothing to do this time".
-OPTIONAL_DECISIONS = ("fill_block", "revoke")
-OBSERVER_HOOKS = ("on_step_end", "on_block_end", "on_generation_end")
-ALL_HOOKS = DECISION_HOOKS + OBSERVER_HOOKS
-
-# Built-in strategies: (name, module). Explicit, so nothing is discovered by import side effects.
-BUILTIN_STRATEGIES: tuple[tuple[str, str], ...] = (
-    ("threshold", "strategies.threshold"),
-    ("hierarchical", "strategies.hierarchical"),
-    ("hard", "strategies.hard"),
-    ("spd", "strategies.spd"),
-    ("uniform-eb", "strategies.uniform_eb"),
+from workbench.decoding import contract, hookspecs
+from workbench.decoding.catalog import (  # noqa: F401  (the names the registry knows without importing plugins)
+    BUILTIN_STRATEGIES, ENTRY_POINT_GROUP, PluginError, PluginLoadError, PluginSkippedWarning, StrategyParamError,
+    UnknownStrategyError, UnmarkedHookWarning, strategy_names,
 )
-
-
-class PluginError(ValueError):
-    """Base class of the registry's user-facing errors."""
-
-
-class UnknownStrategyError(PluginError):
-    pass
-
-
-class StrategyParamError(PluginError):
-    pass
-
-
-class PluginLoadError(PluginError):
-    pass
-
-
-class UnmarkedHookWarning(UserWarning):
-    """A plugin method named like a hook lacks @hookimpl (pluggy ignores it)."""
-
-
-def unit_interval(instance, attribute, value) -> None:
-    """attrs validator: a probability threshold in [0, 1]; the error names the class and the parameter."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{type(instance).__name__}: parameter {attribute.name!r} must be a number in [0, 1], "
-                         f"got {value!r}")
+from workbench.decoding.defaults import DEFAULTS_NAME, CoreDefaults
+from workbench.decoding.markers import (  # noqa: F401  (hookimpl and the hook names: the registry's vocabulary)
+    ALL_HOOKS, DECISION_HOOKS, OBSERVER_HOOKS, OPTIONAL_DECISIONS, PROJECT, hookimpl,
+)
+from workbench.decoding.validators import unit_interval  # noqa: F401  (kept importable from here)
 
 
 # -- discovery -------------------------------------------------------------------------------------------
@@ -128,11 +91,7 @@ def _check_plugin_class(path: Path, cls: type) -> None:
     if missing and implemented_hooks(cls):  # a class with no marked hook at all is "no plugin" (an error)
         warnings.warn(f"plugin file {str(path)!r}: {cls.__name__} defines {', '.join(m + '()' for m in missing)} "
                       f"without @hookimpl, so the core never calls them; decorate them with @hookimpl "
-                      f"(from workbench.registry import hookimpl)", UnmarkedHookWarning, stacklevel=3)
-
-
-class PluginSkippedWarning(UserWarning):
-    """An installed entry-point plugin that fails to import, skipped where it was not asked for."""
+                      f"(from workbench import hookimpl)", UnmarkedHookWarning, stacklevel=3)
 
 
 def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
@@ -187,11 +146,6 @@ def available_strategies() -> list[StrategyInfo]:
     return infos
 
 
-def strategy_names() -> list[str]:
-    return [name for name, _ in BUILTIN_STRATEGIES] + sorted(
-        n for n in _entry_points() if n not in dict(BUILTIN_STRATEGIES))
-
-
 def _load_strategy_module(name: str) -> ModuleType:
     builtin = dict(BUILTIN_STRATEGIES)
     if name in builtin:
@@ -238,7 +192,7 @@ def _build_strategy(name: str, module: ModuleType, params: Mapping[str, Any]) ->
 
 def strategy_plugin(name: str, params: Mapping[str, Any] | None = None) -> object:
     """The strategy object `make_manager` registers for `name` with `params` (validated, defaults filled in,
-    the `tau` alias mapped); `workbench.provenance` reads its parameters from it for the run key."""
+    the `tau` alias mapped); `workbench.results.provenance` reads its parameters from it for the run key."""
     return _build_strategy(name, _load_strategy_module(name), params or {})
 
 
@@ -293,7 +247,7 @@ def load_plugin_file(path: str | Path) -> list[tuple[str, object]]:
     unmarked = [f"{cls.__name__}.{h}" for cls in own_classes for h in unmarked_hooks(cls)]
     hint = (f"; {', '.join(unmarked)} look like hooks but lack @hookimpl" if unmarked else "")
     raise PluginLoadError(f"plugin file {str(path)!r} defines no plugin{hint}: add a class with @hookimpl methods "
-                          f"(from workbench.registry import hookimpl), or export PLUGIN = <object>")
+                          f"(from workbench import hookimpl), or export PLUGIN = <object>")
 
 
 # -- the manager -----------------------------------------------------------------------------------------
@@ -322,8 +276,6 @@ def make_manager(strategy: str, *, params: Mapping[str, Any] | None = None,
                  plugin_files: Iterable[str | Path] = (), extra_plugins: Iterable[object] = (),
                  named_plugins: Iterable[tuple[str, object]] = ()) -> pluggy.PluginManager:
     """A fresh plugin manager for one run: defaults, the strategy, then overrides (see module docstring)."""
-    from workbench.defaults import DEFAULTS_NAME, CoreDefaults
-
     module = _load_strategy_module(strategy)
     strategy_plugin = _build_strategy(strategy, module, params or {})
     pm = new_plugin_manager()
@@ -366,7 +318,7 @@ def decision_providers(pm: pluggy.PluginManager) -> dict[str, str]:
 def format_providers(pm: pluggy.PluginManager) -> str:
     """One line for run summaries: the hooks a plugin answers, then those left to the core's defaults:
     `embed_state=spd promote=my_idea.Leftmost converge=spd commit=spd; core defaults: fill_block ...`."""
-    from workbench.defaults import DEFAULTS_NAME
+    from workbench.decoding.defaults import DEFAULTS_NAME
 
     providers = decision_providers(pm)
     chosen = " ".join(f"{hook}={name}" for hook, name in providers.items() if name != DEFAULTS_NAME)

@@ -1,6 +1,6 @@
 """Templates of `workbench new-plugin`: a ready-to-run plugin file, its test file, and a package layout.
 
-Hook signatures and docstrings are read from `workbench.hookspecs` when the files are written, so a
+Hook signatures and docstrings are read from `workbench.decoding.hookspecs` when the files are written, so a
 generated plugin always documents the hooks as the core calls them. Every generated hook body is a
 working rule (the promote template is a confidence threshold with one line to edit), so the file runs
 as-is with `workbench run --strategy spd --plugin NAME.py` and passes `workbench check-plugin NAME.py`.
@@ -15,8 +15,9 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from workbench import hookspecs
-from workbench.registry import ALL_HOOKS, PluginError
+from workbench.decoding import hookspecs
+from workbench.decoding.catalog import PluginError
+from workbench.decoding.markers import ALL_HOOKS
 
 DEFAULT_HOOKS = ("promote",)
 # Names a plugin module must not take: they would shadow what the generated files import.
@@ -146,12 +147,10 @@ def render_plugin(name: str, hooks: Sequence[str]) -> str:
         state_names.append("Promotion")
     imports = ["from __future__ import annotations", "", "from typing import ClassVar", "", "import attrs",
                "import torch", ""]
-    if "Denoiser" in annotations:
-        imports.append("from workbench.models.base import Denoiser")
     validated = any(h in hooks for h in ("promote", "revoke"))
-    imports.append("from workbench.registry import hookimpl" + (", unit_interval" if validated else ""))
-    if state_names:
-        imports.append(f"from workbench.state import {', '.join(state_names)}")
+    public = state_names + (["Denoiser"] if "Denoiser" in annotations else []) + ["hookimpl"] + (
+        ["unit_interval"] if validated else [])
+    imports.append(f"from workbench import {', '.join(sorted(public))}")  # the public plugin API (docs/api.md)
     fields = [line for h in hooks for line in FIELDS.get(h, ())]
     scratch = ("\n# Per-generate scratch lives in the state's typed stash, never on the plugin object.\n"
                "PROMOTED_PER_STEP = StashKey[list]()\n" if "on_step_end" in hooks else "")
@@ -165,7 +164,7 @@ It answers only the hooks below; the strategy it is combined with answers the ot
     workbench check-plugin {name}.py                                # invariants x every built-in strategy
     pytest test_{name}.py                                           # the same checks in your test suite
 
-Written by `workbench new-plugin`; the hook docstrings are the core's specifications (workbench/hookspecs.py).
+Written by `workbench new-plugin`; the hook docstrings are the core's specifications (workbench/decoding/hookspecs.py).
 Look for `<- EDIT`.
 """
 
@@ -198,7 +197,7 @@ def render_test(name: str, hooks: Sequence[str]) -> str:
 def test_promote_on_hand_made_confidences():
     """A unit test of the rule on one row of four mask positions; update it when you change the rule."""
     plugin = STRATEGY()
-    state = checker.hand_state([[0.95, 0.2, 0.99, 0.5]])
+    state = hand_state([[0.95, 0.2, 0.99, 0.5]])
     assert plugin.promote(state).tolist() == [[True, False, True, False]]
 '''
     return f'''"""Tests of {name}.py: the workbench's shipped decoding-invariant checks, plus a unit test of the rule.
@@ -210,22 +209,21 @@ from pathlib import Path
 
 import pytest
 
-from workbench import checker, properties
-from workbench.registry import load_plugin_file, make_manager
+from workbench import CHECK_STRATEGIES, check_invariants, check_plugins, hand_state, load_plugin_file, make_manager
 
 PLUGIN_FILE = Path(__file__).resolve().parent / "{name}.py"
 (PLUGIN,) = load_plugin_file(PLUGIN_FILE)  # (name, plugin object)
 STRATEGY = type(PLUGIN[1])
 
 
-@pytest.mark.parametrize("strategy", checker.BUILTIN_NAMES)
+@pytest.mark.parametrize("strategy", CHECK_STRATEGIES)
 def test_invariants_with_each_builtin_strategy(strategy):
-    report = checker.check([PLUGIN], target=str(PLUGIN_FILE), strategies=[strategy], examples=10)
+    report = check_plugins([PLUGIN], target=str(PLUGIN_FILE), strategies=[strategy], examples=10)
     assert report.ok, report.text()
 
 
 def test_strategy_agnostic_properties_with_spd():
-    properties.check_plugin(lambda: make_manager("spd", extra_plugins=[PLUGIN[1]]), seeds=(0, 1))
+    check_invariants(lambda: make_manager("spd", extra_plugins=[PLUGIN[1]]), seeds=(0, 1))
 {unit}'''
 
 

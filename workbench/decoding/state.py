@@ -12,6 +12,9 @@ from typing import Any, Generic, TypeVar
 import attrs
 import torch
 
+from workbench.decoding.choices import CACHE_MODES, NOISE_KINDS, RNG_MODES
+from workbench.models.base import ModelInputsDenied  # noqa: F401  (raised by models, refused by the core)
+
 T = TypeVar("T")
 
 
@@ -48,18 +51,6 @@ class Stash:
         return key in self._data
 
 
-# Forward modes of `workbench.cache.make_runner`: auto = exact prefix KV cache where it is exact
-# (block-causal models with a cache API), none otherwise.
-CACHE_MODES = ("auto", "none", "prefix", "dual")
-# What open positions are fed (`DecodeConfig.noise`): `mask` = the mask embedding (absorbing-state models),
-# `uniform` = uniformly random tokens redrawn every step (uniform-state models), `auto` = the model's own kind.
-NOISE_KINDS = ("auto", "mask", "uniform")
-# Random draws (`DecodeConfig.rng`): `sample` = one generator per sample, seeded from (seed, sample id), so a
-# sample decodes the same in any batch; `batch` = one generator per `generate` call shared by the batch
-# (the draw order of transformers' DiffusionGemma `generate` and of this workbench before per-sample draws).
-RNG_MODES = ("sample", "batch")
-
-
 def _positive(instance, attribute, value):
     if value is not None and value <= 0:
         raise ValueError(f"DecodeConfig.{attribute.name} must be > 0, got {value!r}")
@@ -83,7 +74,7 @@ class DecodeConfig:
             logits are dropped) — transformers' DiffusionGemma `generate` draws and forwards this way.
         noise: what open positions are fed: `auto` (the model's kind), `mask` (the mask embedding: absorbing-
             state decoding), `uniform` (uniformly random tokens, redrawn every step: uniform-state decoding).
-        cache: key/value cache of the forwards, one of `CACHE_MODES` (see `workbench.cache`): `auto` (exact
+        cache: key/value cache of the forwards, one of `CACHE_MODES` (see `workbench.decoding.cache`): `auto` (exact
             prefix cache on block-causal models, none elsewhere), `none`, `prefix` (exact on block-causal
             models, Fast-dLLM's approximate prefix cache on bidirectional ones), `dual` (Fast-dLLM's dual
             cache on bidirectional models). Approximate caches may change the decoded tokens.
@@ -133,11 +124,6 @@ class Promotion:
     fallback: bool | torch.Tensor = True
 
 
-class ModelInputsDenied(RuntimeError):
-    """A plugin asked the model for something this decode does not have (e.g. a mask embedding on a
-    uniform-state canvas); the message names what and how to fix it."""
-
-
 @attrs.define(eq=False, kw_only=True)
 class BlockState:
     """Decoding state of the current block for the rows still generating.
@@ -183,7 +169,7 @@ class BlockState:
         mask_id: the model's mask id (None when the model has no mask token), vocab_size: of the model.
         context: (B, C) long, the row's left-padded prompt followed by its committed blocks (read-only).
         context_valid: (B, C) bool, False at left padding.
-        rng: `workbench.rng.RowRandom`, the random draws of this decode (per sample or per batch, see
+        rng: `workbench.decoding.rng.RowRandom`, the random draws of this decode (per sample or per batch, see
             `DecodeConfig.rng`); `state.rng.generator(i)` is row i's generator.
         model: the `Denoiser` being decoded (read-only: its facts, e.g. `model.eos_id`).
         stash: per-plugin scratch, shared by all blocks of one `generate` call (row `i` of a block

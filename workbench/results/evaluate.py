@@ -9,9 +9,9 @@ Under torchrun the batches a one-process run would decode are dealt out round-ro
 output is identical); after each round rank 0 gathers the records and stores them. Only rank 0 holds
 the store: the other ranks pass `store=None`.
 
-Before decoding, rank 0 claims the run (`workbench.runlock`), so a second process running the same
+Before decoding, rank 0 claims the run (`workbench.results.runlock`), so a second process running the same
 configuration on the same store waits (or, with `wait=False`, hears `RunBusy`) instead of decoding the same
-samples, and every prompt is checked against the model's length limit (`workbench.limits`).
+samples, and every prompt is checked against the model's length limit (`workbench.decoding.limits`).
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from typing import Callable, Sequence
 import attrs
 
 import workbench
-from workbench.distributed import broadcast, gather_lists, rank_world, round_robin
-from workbench.limits import check_lengths, preview
-from workbench.loop import cut_after_eos, end_ids, generate
+from workbench.runtime.distributed import broadcast, gather_lists, rank_world, round_robin
+from workbench.decoding.limits import check_lengths, preview
+from workbench.decoding.loop import cut_after_eos, end_ids, generate
 from workbench.models.tokenizer import decode, encode_prompt
-from workbench.provenance import canonical_params, decision_files, strategy_identity, task_identity_by_name
-from workbench.registry import decision_providers
-from workbench.state import DecodeConfig
-from workbench.runlock import RunBusy, RunLocks
-from workbench.store import ResultsStore, SampleRecord, config_key
+from workbench.results.provenance import canonical_params, decision_files, strategy_identity, task_identity_by_name
+from workbench.decoding.registry import decision_providers
+from workbench.decoding.state import DecodeConfig
+from workbench.results.runlock import RunBusy, RunLocks
+from workbench.results.store import ResultsStore, SampleRecord, config_key
 
 
 @attrs.frozen(kw_only=True)
@@ -41,7 +41,7 @@ class RunSpec:
     batch_size: prompts per `generate` call (a plugin may depend on its batch; with `rng="batch"` every draw
     does); `evaluate` refuses to decode with another one. None keys the run without it (callers written before
     it was keyed). chat_template: prompts are rendered with the tokenizer's chat template. task_content:
-    `workbench.provenance.task_identity(task)`; None looks the task up by its name.
+    `workbench.results.provenance.task_identity(task)`; None looks the task up by its name.
     """
 
     strategy: str
@@ -52,7 +52,7 @@ class RunSpec:
     model_hash: str
     task: str
     decode: DecodeConfig
-    precision: str = "cpu/float32"  # `workbench.placement.Placement.label` of the model decoding it
+    precision: str = "cpu/float32"  # `workbench.runtime.placement.Placement.label` of the model decoding it
     batch_size: int | None = None
     chat_template: bool = False
     task_content: dict | None = None
@@ -86,7 +86,7 @@ CORE_EXTRAS = ("block_steps", "nfe_total", "fixed", "broke")
 
 def observer_extras(result) -> dict:
     """The extras observers added to a `RowResult` (plus the core's `unfilled`), checked to be storable."""
-    from workbench.store import _canonical_json
+    from workbench.results.store import _canonical_json
 
     taken = sorted(set(result.extras) & set(CORE_EXTRAS))
     if taken:

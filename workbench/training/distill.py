@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import workbench
-from workbench.loop import generate
+from workbench.decoding.loop import generate
 from workbench.models.tokenizer import decode, encode
-from workbench.provenance import sha256_file
+from workbench.results.provenance import sha256_file
 
 
 class DistillError(ValueError):

@@ -2,7 +2,7 @@
 
 `auto` (the default of `--device` / `--dtype`): the process's GPU when CUDA is available (under torchrun
 the one LOCAL_RANK names), with bfloat16 weights and TF32 matmuls, else the CPU with float32 weights.
-Confidences are computed by a float32 softmax whatever the weights (`workbench.loop.predict`), and SPD
+Confidences are computed by a float32 softmax whatever the weights (`workbench.decoding.loop.predict`), and SPD
 mixes its embeddings in float32 (`plugins.embedders.hybrid`).
 
 The placement is part of a run's identity (`RunSpec.precision`): bfloat16 logits may flip a near-tied
@@ -12,13 +12,11 @@ argmax, so samples decoded in different precisions are stored as different runs,
 from __future__ import annotations
 
 import attrs
-import torch
-
-from workbench.distributed import local_device
 
 DEVICES = ("auto", "cpu", "cuda")
+# Names of torch dtypes (torch is imported only to place a model: `--help` lists these without it).
 # float64 for exactness checks (cached vs uncached, batch invariance), where no near-tie may flip an argmax.
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
+DTYPES = ("float32", "bfloat16", "float64")
 
 
 @attrs.frozen
@@ -40,6 +38,8 @@ def resolve(device: str = "auto", dtype: str = "auto") -> Placement:
         raise ValueError(f"--device {device!r}: choose one of {', '.join(DEVICES)}")
     if dtype != "auto" and dtype not in DTYPES:
         raise ValueError(f"--dtype {dtype!r}: choose auto or one of {', '.join(DTYPES)}")
+    import torch
+
     cuda = torch.cuda.is_available()
     if device == "cuda" and not cuda:
         raise ValueError("--device cuda: no CUDA device is visible to torch (torch.cuda.is_available() is False); "
@@ -53,6 +53,10 @@ def resolve(device: str = "auto", dtype: str = "auto") -> Placement:
 
 def place(model, placement: Placement):
     """The model moved to the placement's device and dtype (TF32 matmuls switched on for CUDA)."""
+    import torch
+
+    from workbench.runtime.distributed import local_device
+
     if placement.device == "cuda":
         # TF32 speeds up float32 matmuls (--dtype float32 on a GPU) by rounding their inputs to a 10-bit
         # mantissa, still finer than bfloat16's 7; bfloat16 weights do not use it.
@@ -61,4 +65,4 @@ def place(model, placement: Placement):
         target = local_device()
     else:
         target = torch.device("cpu")
-    return model.to(device=target, dtype=DTYPES[placement.dtype])
+    return model.to(device=target, dtype=getattr(torch, placement.dtype))

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import torch
 
-from plugins.logits import remove_mask_logit
+from workbench.decoding.markers import hookimpl
+from workbench.decoding.state import BlockState
 from workbench.models.base import Denoiser
-from workbench.registry import hookimpl
-from workbench.state import BlockState
 
 DEFAULTS_NAME = "core-defaults"
+
+
+def remove_mask_logit(state: BlockState, logits: torch.Tensor) -> torch.Tensor:
+    """The MASK logit set to -inf in place (when the model has a mask token): MASK is never a prediction."""
+    if state.mask_id is not None:
+        logits.select(-1, state.mask_id).fill_(float("-inf"))
+    return logits
 
 
 class CoreDefaults:
