@@ -57,7 +57,7 @@ BODIES: dict[str, tuple[str, ...]] = {
     "promote": (
         "open_ = state.open_masks  # (B, L) bool: active open positions of rows still running",
         "# A row that promotes nothing gets its most confident open position from the core (progress);",
-        "# return Promotion(positions, tokens=..., fallback=False) to choose tokens or opt out of that.",
+        "# return Promotion(positions=positions, tokens=..., fallback=False) to choose tokens or opt out of that.",
         "return open_ & (state.conf >= self.tau)  # <- EDIT: your rule, (B, L) bool",
     ),
     "converge": (

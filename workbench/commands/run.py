@@ -82,7 +82,7 @@ def run_with_progress(args, model, tokenizer, task, examples, manager, spec, rev
 
 def main(args) -> int:
     from workbench.decoding.registry import decision_providers, format_providers
-    from workbench.results.metrics import revision_stats, summarize
+    from workbench.results.metrics import extras_summary, revision_stats, summarize
     from workbench.results.provenance import observer_files
     from workbench.runtime.distributed import is_main, process_group
 
@@ -107,6 +107,7 @@ def main(args) -> int:
         "revisions_fixed": None if revs is None else revs.fixed, "revisions_broke": None if revs is None else revs.broke,
         "from_store": served, "observers": observers,  # observers saw only the samples decoded now
         "unfilled_samples": sum(1 for u in unfilled if u), "unfilled_positions": sum(unfilled),
+        "extras": extras_summary(samples),  # observers' per-sample values: samples carrying each, mean
     }
     if args.json:
         print(json.dumps(result))
@@ -130,6 +131,10 @@ def main(args) -> int:
         console.print(f"observers: {', '.join(observers)} ran on the {decoded} samples decoded now, not on the "
                       f"{served} read from {args.store} (decoded earlier; observers cannot change a sample, so "
                       f"they are not part of its key); --store NEW.db decodes all with them")
+    if result["extras"]:
+        console.print("extras: " + ", ".join(
+            f"{name} " + (f"mean {e['mean']:.3g}" if e["mean"] is not None else "stored") + f" ({e['samples']} samples)"
+            for name, e in result["extras"].items()))
     if revs is not None and revs.total_revisions:
         console.print(f"revisions: {revs.mean_revisions:.2f} per sample; they fixed {revs.fixed} answers and "
                       f"broke {revs.broke}")

@@ -41,6 +41,11 @@ class UnmarkedHookWarning(UserWarning):
     """A plugin method named like a hook lacks @hookimpl (pluggy ignores it)."""
 
 
+class ShadowedHookWarning(UserWarning):
+    """Two override plugins answer the same decision hook: the one asked second decides only where the first
+    returns None."""
+
+
 class PluginSkippedWarning(UserWarning):
     """An installed entry-point plugin that fails to import, skipped where it was not asked for."""
 

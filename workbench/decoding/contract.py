@@ -20,7 +20,7 @@ import torch
 from workbench.decoding.state import FREE, BlockState, Promotion
 
 # Embeddings more than this many times larger than the embedding table's largest entry overflow a forward
-# (and are almost surely a bug); the check only runs when the float32 sum of the embeddings is not finite.
+# (and are almost surely a bug; a convex mixture of table rows never exceeds 1x).
 HUGE_EMBEDDING_FACTOR = 1e6
 
 
@@ -121,17 +121,44 @@ def check_embed_state(result, state: BlockState, table: torch.Tensor, plugin: st
     if result.dtype != table.dtype:
         _fail(plugin, hook, "dtype", f"returned {result.dtype}, the model's embeddings are {table.dtype}",
               "cast with .to(model.embedding_table().dtype)")
-    # NaN and inf propagate through a float32 sum: one reduction and one scalar read per step. Only when the
-    # sum is not finite do we look closer, so huge-but-finite values are told apart from NaN / inf.
-    if not math.isfinite(result.sum(dtype=torch.float32)):
-        if not bool(torch.isfinite(result).all()):
-            _fail(plugin, hook, "finite", "returned NaN or inf embeddings", "guard divisions (add an epsilon)")
-        biggest, scale = float(result.abs().max()), float(table.abs().max())
-        if biggest > HUGE_EMBEDDING_FACTOR * max(scale, 1e-12):
-            _fail(plugin, hook, "sane size", f"returned embeddings up to {biggest:.3g}, {biggest / scale:.3g} times "
-                  f"the largest entry of the embedding table; the forward would overflow",
-                  "build inputs from model.embedding_table() rows (convex mixtures keep their scale)")
+    # One reduction and one scalar read per step: the largest magnitude (NaN propagates through amax, so a
+    # NaN anywhere makes it NaN). Huge-but-finite values are refused by size, not only when a sum overflows.
+    biggest = float(result.detach().abs().amax())
+    if not math.isfinite(biggest):
+        _fail(plugin, hook, "finite", "returned NaN or inf embeddings", "guard divisions (add an epsilon)")
+    scale = table_scale(table)
+    if biggest > HUGE_EMBEDDING_FACTOR * max(scale, 1e-12):
+        _fail(plugin, hook, "sane size", f"returned embeddings up to {biggest:.3g}, {biggest / max(scale, 1e-12):.3g} "
+              f"times the largest entry of the embedding table; the forward would overflow",
+              "build inputs from model.embedding_table() rows (convex mixtures keep their scale)")
     return result
+
+
+_SCALES: dict[int, tuple[torch.Tensor, int, float]] = {}
+
+
+def table_scale(table: torch.Tensor) -> float:
+    """The largest |entry| of an embedding table, computed once per table (and again after it changes)."""
+    seen = _SCALES.get(id(table))
+    if seen is None or seen[0] is not table or seen[1] != table._version:
+        seen = _SCALES[id(table)] = (table, table._version, float(table.detach().abs().amax()))
+    return seen[2]
+
+
+def _first_bad_position(peak: torch.Tensor) -> tuple[int, int]:
+    bad = ~torch.isfinite(peak)  # (b, L)
+    return _first(bad)
+
+
+def check_model_logits(logits: torch.Tensor) -> None:
+    """The forward's own logits (b, L, V): every position needs a finite maximum. A model that returns NaN or
+    inf is not a plugin's fault, so this is a `ValueError` naming the model, before any plugin reads them."""
+    peak = logits.detach().amax(-1)  # (b, L); NaN anywhere in a row makes its max NaN
+    if not bool(torch.isfinite(peak).all()):
+        row, pos = _first_bad_position(peak)
+        raise ValueError(f"the model's forward returned non-finite logits (row {row} position {pos}: max "
+                         f"{float(peak[row, pos])}); the checkpoint is broken or its dtype overflows (try "
+                         f"--dtype float32)")
 
 
 def check_process_logits(result, logits: torch.Tensor, plugin: str) -> torch.Tensor:
@@ -141,6 +168,17 @@ def check_process_logits(result, logits: torch.Tensor, plugin: str) -> torch.Ten
     if not result.dtype.is_floating_point:
         _fail(plugin, hook, "dtype", f"returned {result.dtype}, expected floating logits",
               "return the (transformed) logits tensor you were given")
+    # Every position's distribution needs a finite maximum: NaN anywhere, +inf, or a row banned entirely
+    # (all -inf) make its softmax NaN, and every later number would be wrong. One reduction per step.
+    peak = result.detach().amax(-1)  # (b, L)
+    if not bool(torch.isfinite(peak).all()):
+        row, pos = _first_bad_position(peak)
+        value = float(peak[row, pos])
+        what = ("NaN logits" if math.isnan(value) else "a +inf logit" if value > 0
+                else "a position whose every logit is -inf (no token left to choose)")
+        _fail(plugin, hook, "finite logits", f"returned {what} at running row {row} position {pos}",
+              "ban tokens with -inf but leave each position at least one finite logit, force a token with a large "
+              "finite value rather than +inf, and guard divisions")
     return result
 
 
@@ -263,3 +301,45 @@ class StateGuard:
                       f"{what} state.{name}, which the core owns",
                       f"copy before changing (state.{name}.clone()), return your decision from the hook, and keep "
                       f"your own data in state.stash[KEY] (KEY = StashKey())")
+
+
+# What `generate` puts into each `RowResult` (extras aside): what an observer may read but never change.
+RESULT_FIELDS = ("ids", "nfe", "tokens", "seconds", "block_steps", "prompt_len", "nfe_total", "sample_id")
+# Extras the core itself writes; observers add their own names beside them.
+CORE_RESULT_EXTRAS = ("unfilled", "global_rng")
+
+
+class ResultsGuard:
+    """The `StateGuard` of `on_generation_end`: observers may add their own `extras` to the results, but
+    changing what the core measured (ids, counts, the core's extras) or replacing a result would store another
+    number than the one decoded, and a later plain run could be served it. Same interface as `StateGuard`."""
+
+    __slots__ = ("results", "_snap")
+
+    def __init__(self, results: list):
+        self.results = results
+        self._snap: list = []
+
+    @staticmethod
+    def _measured(r) -> tuple:
+        return tuple(tuple(v) if isinstance(v := getattr(r, f), list) else v for f in RESULT_FIELDS) + tuple(
+            r.extras.get(k) for k in CORE_RESULT_EXTRAS)
+
+    def snapshot(self) -> None:
+        self._snap = [(r, self._measured(r)) for r in self.results]
+
+    def check(self, plugin: str, hook: str) -> None:
+        if len(self.results) != len(self._snap):
+            _fail(plugin, hook, "observers change only extras", f"changed the number of results from "
+                  f"{len(self._snap)} to {len(self.results)}", "read the results; add your values to extras")
+        for i, (r, (before, measured)) in enumerate(zip(self.results, self._snap)):
+            if r is not before:
+                _fail(plugin, hook, "observers change only extras", f"replaced results[{i}]",
+                      "write results[i].extras['your_name'] = value instead")
+            now = self._measured(r)
+            if now != measured:
+                field = next(f for f, a, b in zip(RESULT_FIELDS + CORE_RESULT_EXTRAS, now, measured) if a != b)
+                _fail(plugin, hook, "observers change only extras",
+                      f"changed results[{i}].{field if field in RESULT_FIELDS else 'extras[' + repr(field) + ']'}, "
+                      f"which the core measured", "copy what you need and add your own values to "
+                      "results[i].extras under your own names")

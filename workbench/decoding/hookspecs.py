@@ -158,7 +158,7 @@ def promote(state: BlockState) -> torch.Tensor | Promotion | None:
 
     Returns:
         (B, L) bool, True at each open position to promote (it takes `state.top`); or a
-        `workbench.decoding.state.Promotion(positions, tokens=..., fallback=...)` to choose the tokens (e.g. sampled)
+        `workbench.Promotion(positions=..., tokens=..., fallback=...)` (keywords only) to choose the tokens (e.g. sampled)
         or to opt out of the progress fallback for this step; or None to defer.
         Stops at first non-None result. The core then sets `state.ids` at promoted positions and, for any
         row that still has open

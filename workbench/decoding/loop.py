@@ -19,6 +19,7 @@ the seam where a KV cache replaces the full recomputation without touching strat
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 
 import pluggy
@@ -252,9 +253,24 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
         # Positions a strategy left masked (DMax's fill_at_cap=false, mask_logit=keep): reported, never hidden.
         unfilled = ids.count(model.mask_id) if model.mask_id is not None else 0
         extras = {"unfilled": unfilled} if unfilled else {}
+        if hooks.global_draws:  # not reproducible: said with every sample, never hidden
+            extras["global_rng"] = sorted(f"{plugin}.{hook}" for plugin, hook in hooks.global_draws.items())
         results.append(RowResult(ids=ids, nfe=int(nfe[i]), tokens=tokens, seconds=seconds[i],
                                  block_steps=block_steps[i], prompt_len=len(prompts[i]),
                                  nfe_total=int(nfe[i] + context_forwards[i]), sample_id=sample_ids[i],
                                  extras=extras))
+    if hooks.global_draws:
+        warnings.warn(global_rng_message(hooks.global_draws), GlobalRandomWarning, stacklevel=2)
     hooks.on_generation_end(results)
     return results
+
+
+class GlobalRandomWarning(UserWarning):
+    """A plugin drew from torch's global random generator: its samples are not reproducible."""
+
+
+def global_rng_message(draws: dict[str, str]) -> str:
+    names = ", ".join(f"{plugin!r} (in {hook})" for plugin, hook in sorted(draws.items()))
+    return (f"samples not reproducible: plugin {names} drew from torch's global random generator, so a sample "
+            f"depends on its batch and on what ran before; draw from state.rng (one generator per sample) instead. "
+            f"Each sample's extras name it (global_rng)")

@@ -28,12 +28,13 @@ from typing import Any
 
 import attrs
 import pluggy
+import torch
 
 import workbench
 from workbench.decoding import contract, hookspecs
 from workbench.decoding.catalog import (  # noqa: F401  (the names the registry knows without importing plugins)
-    BUILTIN_STRATEGIES, ENTRY_POINT_GROUP, PluginError, PluginLoadError, PluginSkippedWarning, StrategyParamError,
-    UnknownStrategyError, UnmarkedHookWarning, strategy_names,
+    BUILTIN_STRATEGIES, ENTRY_POINT_GROUP, PluginError, PluginLoadError, PluginSkippedWarning, ShadowedHookWarning,
+    StrategyParamError, UnknownStrategyError, UnmarkedHookWarning, strategy_names,
 )
 from workbench.decoding.defaults import DEFAULTS_NAME, CoreDefaults
 from workbench.decoding.markers import (  # noqa: F401  (hookimpl and the hook names: the registry's vocabulary)
@@ -268,8 +269,26 @@ def register(pm: pluggy.PluginManager, plugin: object, name: str | None = None) 
     while pm.get_plugin(unique) is not None:
         n += 1
         unique = f"{base}#{n}"
-    pm.register(plugin, name=unique)
+    try:
+        pm.register(plugin, name=unique)
+    except pluggy.PluginValidationError as err:
+        raise PluginLoadError(_validation_message(unique, plugin, err)) from None
     return unique
+
+
+def _validation_message(name: str, plugin: object, err: pluggy.PluginValidationError) -> str:
+    """One line for a hook implementation pluggy refuses: which plugin, file and hook, and what to write."""
+    text = str(err)
+    hook = next((h for h in ALL_HOOKS if f"hook '{h}'" in text), None)
+    if hook is None:
+        return f"plugin {name!r} cannot be registered: {' '.join(text.split())}"
+    function = getattr(plugin, hook, None)
+    where = getattr(getattr(function, "__code__", None), "co_filename", None)
+    spec = tuple(inspect.signature(getattr(hookspecs, hook)).parameters)
+    got = tuple(p for p in inspect.signature(function).parameters if p != "self") if function else ()
+    return (f"plugin {name!r}{f' ({Path(where).name})' if where else ''}: its {hook}() takes "
+            f"({', '.join(got)}), but the hook passes ({', '.join(spec)}); name the arguments exactly so "
+            f"(pluggy passes them by name), e.g. `def {hook}(self, {', '.join(spec)}):`")
 
 
 def make_manager(strategy: str, *, params: Mapping[str, Any] | None = None,
@@ -281,19 +300,37 @@ def make_manager(strategy: str, *, params: Mapping[str, Any] | None = None,
     pm = new_plugin_manager()
     register(pm, CoreDefaults(), DEFAULTS_NAME)
     register(pm, strategy_plugin, strategy)
-    for path in plugin_files:
+    overrides = []
+    paths = [Path(p) for p in plugin_files]
+    stems = [p.stem for p in paths]
+    for path in paths:
+        # Files of one name from different folders get their folder in the name, so summaries tell them apart.
+        prefix = f"{path.resolve().parent.name}/" if stems.count(path.stem) > 1 else ""
         for name, plugin in load_plugin_file(path):
-            register(pm, plugin, name)
+            overrides.append(register(pm, plugin, prefix + name))
     for name, plugin in named_plugins:  # already-loaded override plugins (check-plugin), in override order
-        register(pm, plugin, name)
+        overrides.append(register(pm, plugin, name))
     for plugin in extra_plugins:
-        register(pm, plugin)
+        overrides.append(register(pm, plugin))
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as err:
         raise PluginLoadError(f"plugin {err.plugin!r} implements a hook that does not exist: {err}. "
                               f"Valid hooks: {', '.join(ALL_HOOKS)}") from err
+    _warn_shadowed(pm, set(overrides))
     return pm
+
+
+def _warn_shadowed(pm: pluggy.PluginManager, overrides: set[str]) -> None:
+    """A warning for each decision hook that several override plugins answer: pluggy asks the last registered
+    first, and the others decide only where it returns None, which is easy to miss."""
+    for hook in DECISION_HOOKS:
+        plain = [i.plugin_name for i in reversed(getattr(pm.hook, hook).get_hookimpls())
+                 if not (i.hookwrapper or i.wrapper) and i.plugin_name in overrides]
+        if len(plain) > 1:
+            warnings.warn(f"{hook} is answered by {plain[0]!r} (asked first); {', '.join(map(repr, plain[1:]))} "
+                          f"{'is' if len(plain) == 2 else 'are'} asked only where it returns None. Pass only the "
+                          f"plugin you mean, or compose them in one plugin", ShadowedHookWarning, stacklevel=3)
 
 
 def _answering(pm: pluggy.PluginManager, hook: str) -> tuple[str, list[str]]:
@@ -355,7 +392,10 @@ class Hooks:
       the original chained);
     - a contract error names the plugin that answered and every wrapper that changed its result;
     - with `guard(state)` set, each call of a plugin outside the project's own modules is followed by a
-      check that it wrote no core state tensor (`contract.StateGuard`).
+      check that it wrote no core state tensor (`contract.StateGuard`); in `on_generation_end`, that it
+      changed nothing the core measured in the results (`contract.ResultsGuard`);
+    - the forward's logits are checked finite before `process_logits`, its answer after
+      (`contract.check_model_logits`, `check_process_logits`).
     """
 
     def __init__(self, pm: pluggy.PluginManager):
@@ -366,6 +406,9 @@ class Hooks:
         self.needs_probs = any(getattr(p, "needs_probs", False) for p in plugins)
         self.needs_logits = any(getattr(p, "needs_logits", False) for p in plugins)
         self._guard: contract.StateGuard | None = None
+        # Plugins seen drawing from torch's global generator (plugin -> first hook): their samples depend on
+        # what else drew before them, so a rerun or another batch need not reproduce them.
+        self.global_draws: dict[str, str] = {}
 
     def guard(self, state) -> None:
         """Check every untrusted call against `state` from now on (one guard per block)."""
@@ -380,6 +423,7 @@ class Hooks:
                 check = guard is not None and not trusted
                 if check:
                     guard.snapshot()
+                rng_before = None if trusted else torch.default_generator.get_state()
                 try:
                     out = function(*[kwargs[a] for a in argnames])
                     if kind != _PLAIN:
@@ -392,6 +436,8 @@ class Hooks:
                                                       where=contract.origin(err, function)) from err
                 if check:
                     guard.check(plugin, hook)
+                if rng_before is not None and not torch.equal(rng_before, torch.default_generator.get_state()):
+                    self.global_draws.setdefault(plugin, hook)
                 if kind == _PLAIN and out is not None and firstresult:
                     result, answered = out, plugin
                     break
@@ -451,6 +497,7 @@ class Hooks:
         return contract.check_embed_state(result, state, model.embedding_table(), plugin)
 
     def process_logits(self, state, logits):
+        contract.check_model_logits(logits)  # before a plugin may change them in place: blame the right one
         result, plugin = self._decide("process_logits", {"state": state, "logits": logits})
         return contract.check_process_logits(result, logits, plugin)
 
@@ -478,5 +525,6 @@ class Hooks:
         self._call("on_block_end", {"state": state, "committed": committed}, firstresult=False)
 
     def on_generation_end(self, results) -> None:
-        self._guard = None
+        self._guard = contract.ResultsGuard(results)  # observers outside the project may add extras only
         self._call("on_generation_end", {"results": results}, firstresult=False)
+        self._guard = None

@@ -254,6 +254,11 @@ def _flat(value, prefix: str = "") -> dict[str, str]:
         for k, v in sorted(value.items()):
             out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
+    if isinstance(value, list) and any(isinstance(v, dict) for v in value):  # e.g. plugin files: by position
+        out = {}
+        for i, v in enumerate(value):
+            out.update(_flat(v, f"{prefix}.{i}" if prefix else str(i)))
+        return out
     text = json.dumps(value, sort_keys=True)
     return {prefix: text if len(text) <= 24 else text[:8] + "…"}
 

@@ -21,6 +21,7 @@ import numpy as np
 from scipy import stats
 
 __all__ = [
+    "extras_summary",
     "AUP_ALPHA",
     "AUP_DROP",
     "PairedComparison",
@@ -304,3 +305,22 @@ def revision_stats(records: Iterable[Any]) -> RevisionStats | None:
     return RevisionStats(
         n=n, total_revisions=total, mean_revisions=total / n, samples_revised=revised, fixed=fixed, broke=broke
     )
+
+
+# Extras the core and the revision counter store for every sample; the rest are observers' own.
+CORE_EXTRA_NAMES = ("block_steps", "nfe_total", "unfilled", "unrevised_ids", "checked") + _REVISION_KEYS
+
+
+def extras_summary(records: Iterable[Any]) -> dict[str, dict]:
+    """Observers' per-sample extras read back: for each name, how many samples carry it and, for numbers and
+    booleans, their mean over those samples (`run --json`, `report --format json`)."""
+    values: dict[str, list] = {}
+    for r in records:
+        for name, value in (getattr(r, "extras", None) or {}).items():
+            if name not in CORE_EXTRA_NAMES:
+                values.setdefault(name, []).append(value)
+    out = {}
+    for name, vals in sorted(values.items()):
+        numbers = [float(v) for v in vals if isinstance(v, (int, float))]  # bools count as 0 / 1
+        out[name] = {"samples": len(vals), "mean": (sum(numbers) / len(numbers)) if numbers else None}
+    return out

@@ -12,9 +12,10 @@ configuration's samples to another:
 - `task_identity(task)`: the task's `identity()` (a JSONL file's sha256; a synthetic task's class and
   parameters), else its name.
 
-Not covered: modules a `--plugin` file imports from beside it (only the file's own bytes are hashed), modules
-a strategy imports inside a function (`code_hash` follows module-level names), and library versions (torch,
-transformers).
+An entry-point strategy's key also covers every Python file its distribution installs and every module of its
+package (`distribution_hash`). Not covered: modules a `--plugin` file imports from beside it (only the file's
+own bytes are hashed), modules a builtin strategy imports inside a function (`code_hash` follows module-level
+names), the core's own code beyond the package version, and library versions (torch, transformers).
 """
 
 from __future__ import annotations
@@ -90,7 +91,26 @@ def strategy_identity(name: str) -> dict:
     ep = _entry_points()[name]
     top = module.__name__.split(".")[0]
     return {"source": "entry point", "distribution": ep.dist.name if ep.dist else None,
-            "version": ep.dist.version if ep.dist else None, "code": code_hash(module, (top,))}
+            "version": ep.dist.version if ep.dist else None,
+            "code": code_hash(module, (top,)), "files": distribution_hash(ep, sys.modules[top])}
+
+
+def distribution_hash(ep, top: ModuleType) -> str:
+    """sha256 over every Python file an entry point's distribution installs, and every module of its top-level
+    package: a strategy package's other modules change its samples too, even when they are imported only
+    inside a function. An editable install lists no files of its own, so the package folder is read."""
+    files: set[Path] = set()
+    if ep.dist is not None:
+        for entry in ep.dist.files or ():
+            path = Path(ep.dist.locate_file(entry))
+            if path.suffix == ".py" and path.is_file():
+                files.add(path.resolve())
+    for root in getattr(top, "__path__", ()):  # a package (a single-module plugin is code_hash's alone)
+        files.update(p.resolve() for p in Path(root).rglob("*.py"))
+    h = hashlib.sha256()
+    for path in sorted(files):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 @functools.lru_cache(maxsize=None)
@@ -211,5 +231,5 @@ def task_identity_by_name(name: str) -> dict:
         return {"name": name}
 
 
-__all__ = ["canonical_params", "code_hash", "decision_files", "is_observer_only", "normalise", "observer_files",
+__all__ = ["canonical_params", "code_hash", "decision_files", "distribution_hash", "is_observer_only", "normalise", "observer_files",
            "plugin_file_identity", "sha256_file", "strategy_identity", "task_identity", "task_identity_by_name"]

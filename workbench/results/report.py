@@ -90,7 +90,9 @@ def build_report(cells: list[CellResult], reference: str = DEFAULT_REFERENCE) ->
     """The grid as plain data (what `--format json` prints)."""
     import numpy as np
     from workbench.results.grid import fmt_tau, method_labels
-    from workbench.results.metrics import compare_paired, mean_std_over_seeds, revision_stats, summarize
+    from workbench.results.metrics import (
+        compare_paired, extras_summary, mean_std_over_seeds, revision_stats, summarize,
+    )
 
     ref_strategy, ref_tau = _parse_reference(reference)
     labels = method_labels(cells)
@@ -133,6 +135,7 @@ def build_report(cells: list[CellResult], reference: str = DEFAULT_REFERENCE) ->
             "samples_revised": None if revs is None else revs.samples_revised,
             "revisions_fixed": None if revs is None else revs.fixed,
             "revisions_broke": None if revs is None else revs.broke,
+            "extras": extras_summary(s for c in members for s in c.samples),  # observers' own values
             "runs": [c.key for c in members],
         })
     order = {}
@@ -348,6 +351,7 @@ def format_pivot(report: dict) -> str:
 
 def print_table(report: dict, console=None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     if console is None:
@@ -358,16 +362,16 @@ def print_table(report: dict, console=None) -> None:
     grid = Table(title="ablation grid")
     for h in head:
         grid.add_column(h, justify="left" if h in ("task", "strategy", "trainer", "params") else "right")
-    for row in body:
-        grid.add_row(*row)
+    for row in body:  # labels hold `[field=value]`, which rich would read as markup and drop
+        grid.add_row(*map(escape, row))
     console.print(grid)
-    console.print(f"reference: {report['reference']}. {FOOTNOTE}")
+    console.print(escape(f"reference: {report['reference']}. {FOOTNOTE}"))
     head, body = _aup_rows(report)
     ranking = Table(title="AUP per method (ranked)")
     for h in head:
         ranking.add_column(h, justify="right" if h in ("rank", "AUP") else "left")
     for row in body:
-        ranking.add_row(*row)
+        ranking.add_row(*map(escape, row))
     console.print(ranking)
 
 
