@@ -67,7 +67,7 @@ for seed in $SEEDS; do
     done
 done
 
-# The grids (README, lab/results): one command per task over the training-seed folders, plus the paper's
+# The grids (lab/README.md, lab/results): one command per task over the training-seed folders, plus the paper's
 # non-contiguous `hard` variant; `workbench report --store ... --format pivot|markdown|json` prints them.
 for task in choice spans; do
     workbench ablate --model-dir "$OUT/$task" --trainers base,mdlm,oput,uniform \
@@ -75,7 +75,7 @@ for task in choice spans; do
     workbench ablate --model-dir "$OUT/$task" --trainers base,mdlm,oput,uniform \
         --strategies hard --set contiguous=false --tau 0.95,0.5,0 --limit 500 --store "$OUT/$task.db" --quiet
 done
-# The refiners on oput over tau_dec (README's sweep), and the soft-copy variant against it.
+# The refiners on oput over tau_dec (lab/README.md's sweeps), and the soft-copy variant against it.
 workbench ablate --model-dir "$OUT/choice" --trainers base --strategies threshold --tau 0.95 --limit 500 \
     --store "$OUT/choice-sweep.db" --quiet
 workbench ablate --model-dir "$OUT/choice" --trainers oput --strategies spd,hard --tau 0.95,0.9,0.8,0.7,0.6,0.5,0 \

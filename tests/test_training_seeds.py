@@ -72,7 +72,7 @@ def test_one_row_per_trainer_with_mean_and_std_over_training_seeds(model_dir, tm
     table = ablate(model_dir, store, capsys, "--format", "markdown")  # reused from the store, nothing decoded
     assert "train seeds" in table and "2,3,4" in table and "TPF_total" in table
 
-    # The pivot (the README's grids): one column per trainer, the seed spread in the oput cell only.
+    # The pivot (lab/README.md's grids): one column per trainer, the seed spread in the oput cell only.
     pivot = cli_out(capsys, "report", "--store", str(store), "--format", "pivot").splitlines()
     head = [c.strip() for c in pivot[0].strip("|").split("|")]
     cells = dict(zip(head, (c.strip() for c in pivot[2].strip("|").split("|"))))

@@ -1,6 +1,6 @@
 """Write a workbench task's held-out set as a local lm-eval task folder (YAML + JSONL, for `--include_path`).
 
-Used by the tests and the README to run lm-eval offline on exactly the examples `workbench run` decodes:
+Used by the tests and docs/lm_eval.md to run lm-eval offline on exactly the examples `workbench run` decodes:
 
     python -m workbench.harness.local_tasks lm-tasks --task choice --n 500
     lm_eval --model workbench --include_path lm-tasks --tasks workbench_choice_gen ...

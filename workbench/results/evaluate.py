@@ -58,8 +58,8 @@ class RunSpec:
     task_content: dict | None = None
 
     def config(self, providers: dict[str, str]) -> dict:
-        """The run key's fields (README, "What the store keys on"): every setting that can change a sample,
-        the code that decides (strategy source, decision plugin files' bytes) and the data (checkpoint hash,
+        """The run key's fields (docs/reliability.md, "What the store keys on"): every setting that can change a
+        sample, the code that decides (strategy source, decision plugin files' bytes) and the data (checkpoint hash,
         task content). Parameters are canonical (`provenance.canonical_params`); `params_set` (those that differ
         from the defaults) and `main_threshold` let `workbench report` show a run whose strategy is gone.
         Observer-only plugin files are not part of it: they cannot change a sample."""

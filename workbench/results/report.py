@@ -321,7 +321,7 @@ def format_csv(report: dict) -> str:
 
 def format_pivot(report: dict) -> str:
     """Markdown with one row per strategy x tau (and other parameters) and one column per trainer; a cell is
-    `accuracy % / TPF / TPF_total`, each mean ± std where the cell has several seeds (the README's grids)."""
+    `accuracy % / TPF / TPF_total`, each mean ± std where the cell has several seeds (lab/README.md's grids)."""
     from workbench.results.grid import fmt_tau
 
     trainers = list(dict.fromkeys(r["trainer"] for r in report["cells"]))
