@@ -124,6 +124,11 @@ class _StartupInterrupts:
 
     def __enter__(self):
         self.seen = False
+        self.previous = None
+        # A SIGINT ignored by whoever started us (`nohup`, a background job of a script) stays ignored for the
+        # whole run, start-up included: Python keeps an inherited SIG_IGN, so the rest of the run ignores it too.
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            return self
         try:
             self.previous = signal.signal(signal.SIGINT, self._handle)
         except ValueError:  # not the main thread: leave the handler alone

@@ -19,8 +19,9 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from workbench.commands.common import (
-    add_canvas_arguments, add_chat_template_argument, add_placement_arguments, add_trust_argument, chat_template_for,
-    check_decoding_counts, decode_config, parse_sets, placed_model, task_for,
+    add_canvas_arguments, add_chat_template_argument, add_placement_arguments, add_quiet_argument,
+    add_trust_argument, chat_template_for, check_decoding_counts, decode_config, parse_sets, placed_model,
+    showing_progress, task_for,
 )
 from workbench.results.report import DEFAULT_REFERENCE, FORMATS, build_report, check_reference, print_table, render
 from workbench.models.folders import ModelLoadError, default_model_path
@@ -60,7 +61,7 @@ def add_arguments(parser) -> None:
     out.add_argument("--format", choices=FORMATS, default="table", help="format of the final grid")
     out.add_argument("--reference", default=None, metavar="STRATEGY[@TAU]",
                      help="reference cell of the significance marks (see `workbench report`)")
-    out.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_argument(out)
 
 
 def strategy_params(strategies: list[str], pairs: list[str]) -> dict[str, dict]:
@@ -178,7 +179,7 @@ def _main(args) -> int:
     results: list[CellResult] = []
     wanted = {ex.uid for ex in examples}
     with ResultsStore(args.store) if is_main() else nullcontext() as store:  # rank 0 alone holds the store
-        show = not (args.quiet or args.json) and sys.stderr.isatty() and is_main()
+        show = showing_progress(args) and is_main()
         done = sum(len(store.done_samples(config_key(spec.config(decision_providers(m)))) & wanted)
                    for _, m, _, spec in jobs) if store is not None else 0
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -187,6 +188,12 @@ def _main(args) -> int:
             # A cell another process is decoding (the same ablation started twice on one store) is put off
             # until the other cells are done, then waited for; its samples are reused, never decoded twice.
             finished: dict[int, CellResult] = {}
+            decoded = [0]  # samples this process decoded; the rest were reused (stored before, or by another process)
+
+            def advance(n: int) -> None:
+                decoded[0] += n
+                bar.advance(job, n)
+
             for wait in (False, True):
                 for i, (cell, manager, counter, spec) in enumerate(jobs):
                     if i in finished:
@@ -195,13 +202,14 @@ def _main(args) -> int:
                     model, tokenizer, _ = models[cell.trainer]
                     try:
                         key, samples = evaluate(model, tokenizer, task, manager, spec, examples, store,
-                                                batch_size=args.batch_size, on_batch=lambda n: bar.advance(job, n),
+                                                batch_size=args.batch_size, on_batch=advance,
                                                 sample_extras=counter.extras, wait=wait)
                     except RunBusy:
                         continue
                     finished[i] = CellResult(key=key, config=spec.config(decision_providers(manager)),
                                              samples=tuple(samples))
             results = [finished[i] for i in range(len(jobs))]
+            reused = len(jobs) * len(examples) - decoded[0]
     elapsed = time.perf_counter() - t0
     if not is_main():
         return 0
@@ -214,10 +222,10 @@ def _main(args) -> int:
     else:
         print_table(report)
         print(f"{len(jobs)} cells x {len(examples)} samples of {task_name} in {elapsed:.1f} s "
-              f"({done} reused from {args.store}); `workbench report --store {args.store}` prints this again")
+              f"({reused} reused from {args.store}); `workbench report --store {args.store}` prints this again")
         observers = observer_files(args.plugin)
-        if observers and done:
-            print(f"observers: {', '.join(observers)} did not run on the {done} samples reused from {args.store} "
+        if observers and reused:
+            print(f"observers: {', '.join(observers)} did not run on the {reused} samples reused from {args.store} "
                   f"(observers cannot change a sample, so they are not part of its key); --store NEW.db decodes all "
                   f"with them")
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from workbench.authoring.verdicts import BLOCKED, BUILTIN_NAMES, DEFAULT_EXAMPLES, FAIL, NA, PASS
+from workbench.commands.common import add_quiet_argument, working
 
 HELP = "check a plugin's decoding invariants with every built-in strategy (exit 1 on failure)"
 STYLE = {PASS: "green", FAIL: "bold red", NA: "dim", BLOCKED: "yellow"}
@@ -24,6 +25,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--strategies", default=",".join(BUILTIN_NAMES), metavar="A,B",
                         help="base strategies to combine the plugin with (default: every built-in)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    add_quiet_argument(parser)
 
 
 def main(args) -> int:
@@ -41,7 +43,7 @@ def main(args) -> int:
     from rich.table import Table
 
     console = Console()
-    with console.status(f"checking {args.target} with {', '.join(strategies)} ({args.examples} examples per cell)"):
+    with working(f"checking {args.target} with {', '.join(strategies)} ({args.examples} examples per cell)", args):
         report = check_target(args.target, strategies=strategies, examples=args.examples)
     table = Table(title=f"check-plugin {args.target}: invariant x strategy")
     table.add_column("invariant")

@@ -93,14 +93,38 @@ def add_placement_arguments(group) -> None:
 
 
 def placed_model(path: str, args):
-    """(model, tokenizer, placement label): the model at `path` on --device in --dtype."""
+    """(model, tokenizer, placement label): the model at `path` on --device in --dtype. A real checkpoint
+    takes a while to read: a spinner says so on a terminal, unless --quiet."""
     from workbench.models.loading import load_model
-
     from workbench.runtime.placement import place, resolve
 
     placement = resolve(args.device, args.dtype)
-    model, tokenizer = load_model(path, trust_remote_code=getattr(args, "trust_remote_code", False))
-    return place(model, placement), tokenizer, placement.label
+    with working(f"loading {path} ({placement.label})", args):
+        model, tokenizer = load_model(path, trust_remote_code=getattr(args, "trust_remote_code", False))
+        return place(model, placement), tokenizer, placement.label
+
+
+def showing_progress(args) -> bool:
+    """Whether a command draws progress: on a terminal (stderr), unless --quiet (or --json) asks for silence."""
+    import sys
+
+    return not (getattr(args, "quiet", False) or getattr(args, "json", False)) and sys.stderr.isatty()
+
+
+def working(message: str, args):
+    """A spinner with `message` on stderr while a block runs (a context manager); nothing when
+    `showing_progress(args)` is False."""
+    from contextlib import nullcontext
+
+    if not showing_progress(args):
+        return nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(message)
+
+
+def add_quiet_argument(parser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or spinners (stderr stays for errors)")
 
 
 def resolve_model(args) -> tuple[str, str | None]:
@@ -127,6 +151,8 @@ def parse_sets(pairs: list[str]) -> dict:
             out[name] = json.loads(value)
         except json.JSONDecodeError:
             out[name] = value
+        except RecursionError:  # nested deeper than Python's parser goes: no parameter takes that
+            raise ValueError(f"--set {name}=...: the value is nested too deeply to read") from None
     return out
 
 

@@ -15,8 +15,8 @@ import shlex
 import sys
 
 from workbench.commands.common import (
-    add_model_arguments, add_placement_arguments, decode_config, placed_model, resolve_model, strategy_params,
-    task_for,
+    add_model_arguments, add_placement_arguments, add_quiet_argument, decode_config, placed_model, resolve_model,
+    showing_progress, strategy_params, task_for,
 )
 
 HELP = "decode a task's training prompts with a model into a self-distilled training set (JSONL)"
@@ -41,7 +41,7 @@ def add_arguments(parser) -> None:
     group.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="override plugin file")
     group.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a strategy parameter")
     add_placement_arguments(group)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_argument(parser)
 
 
 def display_path(path: str) -> str:
@@ -89,7 +89,7 @@ def main(args) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
-    show = not args.quiet and sys.stderr.isatty()
+    show = showing_progress(args)
     with Progress(TextColumn(f"distill {args.strategy}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("kept {task.fields[kept]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                   disable=not show, transient=True) as bar:

@@ -79,7 +79,7 @@ def installed() -> list[PluginRow]:
         try:
             hooks = implemented_hooks(_target(ep.load()))
             rows.append(PluginRow(name=ep.name, version=ver, source=source, hooks=hooks))
-        except Exception as err:  # a broken third-party package must not hide the others
+        except (Exception, SystemExit) as err:  # a broken third-party package must not hide the others
             rows.append(PluginRow(name=ep.name, version=ver, source=source, hooks=(),
                                   error=f"cannot load: {type(err).__name__}: {err}"))
     return rows

@@ -13,8 +13,8 @@ import sys
 from contextlib import nullcontext
 
 from workbench.commands.common import (
-    add_decoding_arguments, add_model_arguments, chat_template_for, check_decoding_counts, decode_config, placed_model,
-    resolve_model, strategy_params, task_for,
+    add_decoding_arguments, add_model_arguments, add_quiet_argument, chat_template_for, check_decoding_counts,
+    decode_config, placed_model, resolve_model, showing_progress, strategy_params, task_for,
 )
 
 HELP = "decode a task's evaluation set and print accuracy, TPF, TPS, NFE"
@@ -28,7 +28,7 @@ def add_arguments(parser) -> None:
     add_model_arguments(parser)
     add_decoding_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of a table")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_argument(parser)
 
 
 def prepare(args):
@@ -71,7 +71,7 @@ def run_with_progress(args, model, tokenizer, task, examples, manager, spec, rev
         bar.advance(job, n)
 
     with ResultsStore(args.store) if is_main() else nullcontext() as store:  # rank 0 alone holds the store
-        show = not (args.quiet or args.json) and sys.stderr.isatty() and is_main()
+        show = showing_progress(args) and is_main()
         with Progress(TextColumn(f"{spec.strategy}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       disable=not show, transient=True) as bar:
             job = bar.add_task("decode", total=len(examples))

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from workbench.commands.common import (
-    add_canvas_arguments, add_chat_template_argument, add_model_arguments, add_placement_arguments, chat_template_for,
-    check_decoding_counts, decode_config, placed_model, resolve_model, strategy_params, task_for,
+    add_canvas_arguments, add_chat_template_argument, add_model_arguments, add_placement_arguments, add_quiet_argument,
+    chat_template_for, check_decoding_counts, decode_config, placed_model, resolve_model, strategy_params, task_for,
 )
 
 HELP = "decode one sample and show every step of every block (terminal grid, PNG heatmap, HTML)"
@@ -42,6 +42,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--png", default=None, metavar="FILE.png", help="write the heatmap (.png or .svg)")
     parser.add_argument("--html", default=None, metavar="FILE.html", help="write a self-contained HTML page")
+    add_quiet_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the trace as JSON instead of the grid")
 
 

@@ -13,7 +13,7 @@ import sys
 
 import attrs
 
-from workbench.commands.common import add_trust_argument, parse_sets
+from workbench.commands.common import add_quiet_argument, add_trust_argument, parse_sets
 from workbench.training.config import PRESETS, TrainConfig
 
 HELP = "train or post-train a model (mdlm, uniform, oput)"
@@ -48,7 +48,7 @@ def add_arguments(parser) -> None:
             parser.add_argument(flag, default=None, type=kind, metavar=kind.__name__.upper())
     parser.add_argument("--stop-after", type=int, default=None, metavar="STEP",
                         help="stop after this step, leaving a checkpoint (rerun without it to continue)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_argument(parser)
 
 
 def config_from_args(args) -> TrainConfig:

@@ -108,7 +108,7 @@ def _load_entry_point(name: str, ep: importlib.metadata.EntryPoint) -> Any:
     """ep.load(); PluginLoadError naming the distribution, the entry point and the import error."""
     try:
         return ep.load()
-    except Exception as err:  # any error of the plugin's own import: it is third-party code
+    except (Exception, SystemExit) as err:  # its own import failing (sys.exit() too): third-party code
         dist = ep.dist.name if ep.dist else "the distribution"
         raise PluginLoadError(
             f"strategy {name!r} (entry point {ep.value!r} of {_distribution(ep)}) fails to import: "

@@ -47,6 +47,9 @@ def read_model_config(path: str | Path, *, trust_remote_code: bool = False) -> d
         raw = json.loads(config_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ModelLoadError(f"{config_file} is not valid JSON ({err}); the checkpoint is corrupt") from None
+    except RecursionError:  # nested deeper than Python's parser goes
+        raise ModelLoadError(f"{config_file} is nested too deeply to be a model config; the checkpoint is "
+                             f"corrupt") from None
     if not isinstance(raw, dict):
         raise ModelLoadError(f"{config_file} is not a JSON object; the checkpoint is corrupt")
     require_trust(path, raw, trust_remote_code)
@@ -109,6 +112,9 @@ def check_loading_info(path: str | Path, info: dict) -> None:
 def from_pretrained_strict(cls, path: str | Path, **kwargs):
     """`cls.from_pretrained(path, local_files_only=True, **kwargs)`, refused (`check_loading_info`) when the
     checkpoint leaves any weight of the model unfilled."""
+    # ignore_mismatched_sizes: transformers would otherwise stop at a tensor of another shape with "look at the
+    # above report" (a log line the CLI hides); this way the tensor comes back in the loading info, named.
+    kwargs.setdefault("ignore_mismatched_sizes", True)
     model, info = cls.from_pretrained(str(path), local_files_only=True, output_loading_info=True, **kwargs)
     check_loading_info(path, info)
     return model

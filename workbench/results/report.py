@@ -405,6 +405,9 @@ def load_cells(path: str):
 
     from pathlib import Path
 
+    if Path(path).is_dir():
+        raise ValueError(f"--store {path} is a folder; give the results store file in it (by default "
+                         f"workbench-results.db)")
     if not Path(path).is_file():
         raise ValueError(f"results store {path} does not exist; run `workbench ablate` or `workbench run` first")
     with ResultsStore(path, readonly=True) as store:

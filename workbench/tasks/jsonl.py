@@ -50,7 +50,10 @@ def _json_type(value) -> str:
 
 
 class JsonlTask:
-    def __init__(self, path: str | Path, *, match: str = "number", response_len: int = 256):
+    def __init__(self, path: str | Path, *, match: str = "number", response_len: int = 256,
+                 option: str = "--task jsonl:PATH"):
+        """`option`: how the user named the file (`--task jsonl:PATH`, `--data FILE.jsonl`), for messages."""
+        self.option = option
         if match not in ("number", "exact"):
             raise TaskFileError(f"unknown match mode {match!r}: use ?match=number or ?match=exact")
         self.path = Path(path)
@@ -61,7 +64,8 @@ class JsonlTask:
 
     def _load(self) -> list[Example]:
         if not self.path.is_file():
-            raise TaskFileError(f"{self.path}: no such task file (give --task jsonl:PATH to a JSONL file)")
+            raise TaskFileError(f"{self.option.split()[0]} {self.path}: no such file (give {self.option} to a JSONL "
+                                f"file)")
         examples = []
         for lineno, line in enumerate(self._text().split("\n"), start=1):
             if not line.strip():
@@ -70,6 +74,9 @@ class JsonlTask:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
                 raise TaskFileError(f"{self.path}:{lineno}: not valid JSON ({err.msg})") from None
+            except RecursionError:  # Python's parser recurses once per nesting level
+                raise TaskFileError(f"{self.path}:{lineno}: JSON nested too deeply to read; each line is one "
+                                    f"object with 'prompt' and 'answer'") from None
             if not isinstance(row, dict) or "prompt" not in row or "answer" not in row:
                 raise TaskFileError(f"{self.path}:{lineno}: each line needs the fields 'prompt' and 'answer'")
             if not isinstance(row["prompt"], str):

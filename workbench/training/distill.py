@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
 import workbench
+from workbench.decoding.limits import check_lengths, preview
 from workbench.decoding.loop import generate
 from workbench.models.tokenizer import decode, encode
 from workbench.results.provenance import sha256_file
@@ -83,15 +85,27 @@ def _read_jsonl(path: Path) -> list[dict]:
     for lineno, line in enumerate(data.splitlines(), start=1):
         try:
             rows.append(json.loads(line))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested deeper than the parser goes
             raise DistillError(f"{path}:{lineno}: not JSON; not a file `workbench distill` wrote") from None
     return rows
+
+
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OSError while writing `path` carries its name: a write or fsync that fails (a full disk) says no
+    file of its own, and the one-line error must say which file to make room for."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None:
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+        raise
 
 
 def _append(path: Path, rows: list[dict]) -> None:
     if not rows:
         return
-    with open(path, "a", encoding="utf-8") as f:
+    with _naming(path), open(path, "a", encoding="utf-8") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
         f.flush()
         os.fsync(f.fileno())  # the batch is on disk before the next one is decoded
@@ -99,7 +113,8 @@ def _append(path: Path, rows: list[dict]) -> None:
 
 def _write_meta(path: Path, meta: dict) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
+    with _naming(tmp):
+        tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, path)  # atomic: never a half-written sidecar
 
 
@@ -116,9 +131,19 @@ def distill(model, tokenizer, task, manager, decode_config, out: str | Path, *, 
 
     `source` names what decodes: model path and hash, strategy, params, plugins, decisions, decode config and
     precision (the caller knows them); they go into the sidecar and must match an existing one.
-    `on_batch(kept, decoded)` is called with the totals after every batch (for a progress bar).
+    `on_batch(kept, decoded)` is called with the totals after every batch (for a progress bar). A second
+    process distilling into the same `out` is refused (`OutputBusy`) rather than duplicating its lines.
     """
-    out = Path(out)
+    from workbench.runtime.outputs import exclusive_output
+
+    with exclusive_output(out, "distill"):
+        return _distill(model, tokenizer, task, manager, decode_config, Path(out), count=count, seed=seed,
+                        source=source, keep_correct_only=keep_correct_only, batch_size=batch_size,
+                        on_batch=on_batch)
+
+
+def _distill(model, tokenizer, task, manager, decode_config, out: Path, *, count, seed, source, keep_correct_only,
+             batch_size, on_batch) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     meta_file, rejected_file = meta_path(out), rejected_path(out)
     identity = {**source, "task": task.name, "seed": seed, "filtered_by_correctness": keep_correct_only}
@@ -138,6 +163,9 @@ def distill(model, tokenizer, task, manager, decode_config, out: str | Path, *, 
             "rejected": rejected_file.name if keep_correct_only else None, "version": workbench.__version__}
     _write_meta(meta_file, meta)
     todo = [ex for ex in unique_prompts(task, seed, count) if ex.prompt not in done]
+    # Every prompt checked before the first decode: a huge one fails here, named, not in an allocation.
+    check_lengths(model, [encode(tokenizer, ex.prompt) for ex in todo], decode_config.max_new_tokens,
+                  names=[f"training prompt {preview(ex.prompt)}" for ex in todo])
     if on_batch:
         on_batch(n_kept, n_decoded)
     for start in range(0, len(todo), batch_size):

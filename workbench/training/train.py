@@ -185,7 +185,6 @@ def resume_state(cfg: TrainConfig, out: Path, *, overwrite: bool = False) -> dic
     return None
 
 
-@torch.enable_grad()  # callers (CLI commands, tests) may have turned autograd off
 def train(cfg: TrainConfig, out: str | Path, *, init: str | None = None, progress: bool = True,
           command: str | None = None, stop_after: int | None = None, overwrite: bool = False,
           trust_remote_code: bool = False) -> Path:
@@ -194,8 +193,18 @@ def train(cfg: TrainConfig, out: str | Path, *, init: str | None = None, progres
     `stop_after`: leave after that step with a checkpoint and no model folder (a time-limited job's
     slice of the run; rerun to continue, with any number of processes). `overwrite`: write into a non-empty
     `out` that is not this run's folder (see `resume_state`). `trust_remote_code`: see `check_init`.
+    A second process training into the same `out` is refused (`OutputBusy`); rank 0 holds the lock.
     """
-    out = Path(out)
+    from workbench.runtime.outputs import exclusive_output
+
+    writer = exclusive_output(out, "train") if _dist_info()[0] == 0 else nullcontext()
+    with writer:
+        return _train(cfg, Path(out), init=init, progress=progress, command=command, stop_after=stop_after,
+                      overwrite=overwrite, trust_remote_code=trust_remote_code)
+
+
+@torch.enable_grad()  # callers (CLI commands, tests) may have turned autograd off
+def _train(cfg: TrainConfig, out: Path, *, init, progress, command, stop_after, overwrite, trust_remote_code) -> Path:
     if init:
         check_init(init, trust_remote_code=trust_remote_code)
     saved = resume_state(cfg, out, overwrite=overwrite)  # before anything is built: a refusal is instant
@@ -228,6 +237,8 @@ def train(cfg: TrainConfig, out: str | Path, *, init: str | None = None, progres
         gen.set_state(saved["generator"])
         start, history = saved["step"], saved["history"]
         saved = None  # the optimizer holds its own copy now
+    if cfg.data:  # before the first step: a line too long for the model fails here, named, not in an allocation
+        check_training_data(cfg.data, model, tokenizer, task.response_len)
     stream = _example_stream(cfg, task, skip=start * cfg.batch_size)
     trainable = model
     if world > 1 and not cfg.fsdp:
@@ -310,12 +321,31 @@ def card_grid(model) -> dict:
     return {}
 
 
+def check_training_data(path: str, model, tokenizer, response_len: int) -> None:
+    """ValueError naming the first example of a `--data` file that cannot be trained on: an answer longer than
+    the task's response length, or a prompt that, with the response, exceeds the model's positions (a huge
+    line would otherwise try to allocate its (L, L) attention, GBs to TBs)."""
+    from workbench.decoding.limits import check_lengths, preview
+    from workbench.tasks.jsonl import JsonlTask
+
+    examples = JsonlTask(path, match="exact", option="--data FILE.jsonl").examples
+    for ex in examples:
+        answer = len(tokenizer(ex.answer, add_special_tokens=False)["input_ids"])
+        if answer > response_len:
+            raise ValueError(f"--data {path}: example {ex.uid + 1} has an answer of {answer} tokens, longer than "
+                             f"the task's {response_len} response positions ({preview(ex.answer)}); drop it or "
+                             f"train on a task with longer answers")
+    prompts = [tokenizer(ex.prompt, add_special_tokens=False)["input_ids"] for ex in examples]
+    check_lengths(model, prompts, response_len, names=[f"--data {path}: example {ex.uid + 1} "
+                                                       f"({preview(ex.prompt)})" for ex in examples])
+
+
 def _example_stream(cfg: TrainConfig, task, skip: int):
     # One stream for all ranks (the global batches); rank 0 of earlier versions drew the same one.
     if cfg.data:
         from workbench.tasks.jsonl import JsonlTask
 
-        source = JsonlTask(cfg.data, match="exact")
+        source = JsonlTask(cfg.data, match="exact", option="--data FILE.jsonl")
         stream = source.train_stream(cfg.seed * 7919)
     else:
         stream = task.train_stream(cfg.seed * 7919)
