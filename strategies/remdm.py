@@ -184,12 +184,19 @@ class ReMDM:
         if self.t_off >= self.t_on:
             raise ValueError(f"ReMDM: t_off ({self.t_off}) must be below t_on ({self.t_on})")
 
+    def forwards_per_block(self, length: int) -> int:
+        """Called by the core at each block start when no --max-forwards is given: `steps` time steps (unset:
+        one per position of the block, the authors' T = L) plus the noise-removal forward."""
+        return (self.steps if self.steps is not None else length) + int(self.noise_removal)
+
     def time_steps(self, state: BlockState) -> int:
-        """Time steps per block: `steps`, or as many as the forward cap leaves room for (0 at a cap of 1 with
-        noise removal: the block is then one argmax forward)."""
-        cap, final = state.config.cap, int(self.noise_removal)
+        """Time steps per block: `steps`; unset, one per position of the block, or with an explicit
+        --max-forwards as many as it leaves room for (0 at a cap of 1 with noise removal: the block is then one
+        argmax forward)."""
+        cap, final = state.cap, int(self.noise_removal)
         if self.steps is None:
-            return max(cap - final, 0)
+            explicit = state.config.max_forwards_per_block
+            return max(explicit - final, 0) if explicit is not None else state.length
         if cap < self.steps + final:
             fits = f" or --set steps={cap - final}" if cap > final else ""
             raise ValueError(f"remdm runs up to {self.steps} time steps{' + 1 noise-removal forward' * final} per "

@@ -91,10 +91,10 @@ class UniformEB:
             found = {k: (v if (v := getattr(self, k)) is not None else base[k]) for k in GENERATE_DEFAULTS}
             if found["t_max"] <= found["t_min"]:
                 raise ValueError(f"uniform-eb: t_max {found['t_max']} must exceed t_min {found['t_min']}")
-            if state.config.cap < found["max_denoising_steps"]:
+            if state.cap < found["max_denoising_steps"]:
                 raise ValueError(f"uniform-eb runs max_denoising_steps={found['max_denoising_steps']} steps per "
-                                 f"block, but the forward cap is {state.config.cap}: pass --max-forwards "
-                                 f"{found['max_denoising_steps']} or --set max_denoising_steps={state.config.cap}")
+                                 f"block, but the forward cap is {state.cap}: pass --max-forwards "
+                                 f"{found['max_denoising_steps']} or --set max_denoising_steps={state.cap}")
             if state.config.temperature > 0:
                 raise ValueError("uniform-eb samples with its own temperature schedule (t_min..t_max); "
                                  "leave --temperature at 0")

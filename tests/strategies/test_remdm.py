@@ -93,9 +93,12 @@ def decode(prompts, config, **params):
     return generate(P.ScriptedDenoiser(16, seed=3, scale=2.0), prompts, make_manager("remdm", params=params), config)
 
 
-def test_steps_must_fit_the_forward_cap():
-    with pytest.raises(Exception, match="--max-forwards 9"):
-        decode([[5, 6]], DecodeConfig(block_size=4, max_new_tokens=4), steps=8)
+def test_steps_get_their_forwards_unless_an_explicit_cap_is_smaller():
+    # No --max-forwards: the strategy declares steps + 1 forwards per block (forwards_per_block) and gets them.
+    (row,) = decode([[5, 6]], DecodeConfig(block_size=4, max_new_tokens=4), steps=8)
+    assert row.block_steps[0] <= 9 and MASK not in row.ids
+    with pytest.raises(Exception, match="--max-forwards 9"):  # an explicit cap that is too small is refused
+        decode([[5, 6]], DecodeConfig(block_size=4, max_new_tokens=4, max_forwards_per_block=4), steps=8)
     # The default fits the cap: cap - 1 time steps and the noise-removal forward.
     (row,) = decode([[5, 6]], DecodeConfig(block_size=4, max_new_tokens=8))
     assert all(s <= 4 for s in row.block_steps) and MASK not in row.ids

@@ -109,9 +109,11 @@ class OracleProblem:
     def model(self) -> P.OracleDenoiser:
         return P.OracleDenoiser(list(self.sequence), self.vocab, block_causal=self.block_causal)
 
-    def config(self) -> DecodeConfig:
-        # Cap well above L + 1, so "finishes within L + 1 forwards" is the plugin's doing, not the cap's.
-        return DecodeConfig(block_size=self.block, max_new_tokens=self.new, max_forwards_per_block=2 * self.block + 2)
+    def config(self, declares: bool = False) -> DecodeConfig:
+        # Cap well above L + 1, so "finishes within L + 1 forwards" is the plugin's doing, not the cap's. A
+        # fixed-schedule plugin (`forwards_per_block`) gets the cap it declares: its schedule is its bound.
+        return DecodeConfig(block_size=self.block, max_new_tokens=self.new,
+                            max_forwards_per_block=None if declares else 2 * self.block + 2)
 
     def describe(self) -> str:
         return (f"model = OracleDenoiser({list(self.sequence)}, {self.vocab}, block_causal={self.block_causal})\n"
@@ -190,15 +192,22 @@ def _run_determinism(mm: MakeManager, pr: Problem) -> None:
 
 
 def _run_oracle(mm: MakeManager, pr: OracleProblem) -> None:
-    oracle, config = pr.model(), pr.config()
+    oracle = pr.model()
     prompts = [oracle.sequence[:n].tolist() for n in pr.prompt_lens]
-    for n, r in zip(pr.prompt_lens, generate(oracle, prompts, mm(), config)):
+    manager = mm()
+    # A fixed-schedule sampler (ReMDM, LLaDA's steps) declares the forwards a block takes whatever the model
+    # says: its bound is that schedule, any other plugin's L + 1.
+    declared = [need for p in manager.get_plugins() if callable(getattr(p, "forwards_per_block", None))
+                and (need := p.forwards_per_block(pr.block)) is not None]
+    config = pr.config(declares=bool(declared))
+    bound = max([config.block_size + 1, *declared])
+    for n, r in zip(pr.prompt_lens, generate(oracle, prompts, manager, config)):
         assert r.ids == oracle.answer(n, config.max_new_tokens), \
             f"prompt length {n}: oracle answer {oracle.answer(n, config.max_new_tokens)}, decoded {r.ids}"
-        assert all(s <= config.block_size + 1 for s in r.block_steps), \
+        assert all(s <= bound for s in r.block_steps), \
             f"prompt length {n}: forwards per block {r.block_steps} with a certain (oracle) model; a block " \
-            f"should finish within L + 1 = {config.block_size + 1} (the cap, {config.cap}, ended it: " \
-            f"does converge ever say True?)"
+            f"should finish within {bound} (L + 1, or the schedule a plugin declares with forwards_per_block; " \
+            f"the cap, {config.cap}, ended it: does converge ever say True?)"
 
 
 @attrs.frozen

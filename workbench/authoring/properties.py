@@ -130,6 +130,7 @@ class StepRecord:
     steps: torch.Tensor
     revoked: torch.Tensor
     waived: torch.Tensor
+    cap: int = 0  # the block's forward cap in force (`state.cap`)
 
 
 @attrs.define
@@ -151,7 +152,7 @@ class TraceRecorder:
             state.block_index, state.step, state.rows.tolist(), state.ids.clone(), state.is_mask.clone(),
             state.active.clone(), state.top.clone(), state.conf.clone(), state.promoted.clone(),
             state.finishing.clone(), state.done.clone(), state.steps.clone(), state.revoked.clone(),
-            state.waived.clone()))
+            state.waived.clone(), state.cap))
 
     @hookimpl
     def on_block_end(self, state: BlockState, committed: torch.Tensor) -> None:
@@ -195,10 +196,11 @@ def check_progress(trace: Trace, config: DecodeConfig) -> None:
         stuck = needs & ~rec.promoted.any(-1)
         assert not stuck.any(), f"block {rec.block_index} step {rec.step}: rows {stuck.nonzero().tolist()} " \
                                 f"had open positions but nothing was promoted"
-    for rec in trace.steps:
-        assert int(rec.steps.max()) <= config.cap, f"block {rec.block_index} ran past the cap of {config.cap}"
+    for rec in trace.steps:  # the cap in force: --max-forwards, else what a plugin declares, else the block size
+        assert int(rec.steps.max()) <= rec.cap, f"block {rec.block_index} ran past the cap of {rec.cap}"
+    caps = [rec.cap for rec in trace.steps] or [config.cap]
     for r in trace.results:
-        assert all(s <= config.cap for s in r.block_steps), f"a block ran past the cap: {r.block_steps}"
+        assert all(s <= max(caps) for s in r.block_steps), f"a block ran past the cap: {r.block_steps}"
 
 
 def check_tokens_final(trace: Trace) -> None:

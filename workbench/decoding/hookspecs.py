@@ -34,6 +34,9 @@ writes only its own `state.stash` entries: the core checks after each call that 
 or replaced. Observers are all called and their results ignored.
 
 Hooks are called once per step for the whole batch, never per token (a hook call costs ~1.5 us).
+A plugin that runs a fixed schedule declares the forwards a block of length L needs with a method
+`forwards_per_block(L) -> int | None`; the core makes that the block's cap (`state.cap`) unless
+`--max-forwards` sets one.
 A plugin that needs the full output distribution sets the class attribute `needs_probs = True`
 (the core then fills `state.probs` (B, L, V) float32), one that needs the processed logits
 `needs_logits = True` (`state.logits`); otherwise reading them raises.

@@ -145,6 +145,7 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
             if not model.block_causal and hi < total:  # a bidirectional model sees the future as noise too
                 canvas[rows_d, hi:] = block_rng.randint(low, high, total - hi)
         state = BlockState.start_block(block_index=k, start=start, rows=rows_d, length=end - start,
+                                       cap=hooks.forward_cap(config, end - start),
                                        mask_id=model.mask_id, vocab_size=model.vocab_size, config=config,
                                        stash=stash, sample_ids=sids[rows_d], ids=open_ids, noise=kind,
                                        rng=block_rng, model=model, context=canvas[rows_d, :lo],
@@ -223,7 +224,7 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
             converged = hooks.converge(state)  # (B,)
             state.converged = converged if everyone else converged & running
             # Every running row has run every step of the block, so the forward cap is one Python test.
-            state.finishing = running if state.step >= config.cap else state.converged
+            state.finishing = running if state.step >= state.cap else state.converged
             finishing = int(state.finishing.sum())  # the step's one host sync the loop itself needs
             if finishing:
                 committed = hooks.commit(state)  # (B, L)

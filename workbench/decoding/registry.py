@@ -405,10 +405,35 @@ class Hooks:
         plugins = pm.get_plugins()
         self.needs_probs = any(getattr(p, "needs_probs", False) for p in plugins)
         self.needs_logits = any(getattr(p, "needs_logits", False) for p in plugins)
+        self._forward_needs = [(name, f) for name, p in pm.list_name_plugin()
+                               if callable(f := getattr(p, "forwards_per_block", None))]
         self._guard: contract.StateGuard | None = None
         # Plugins seen drawing from torch's global generator (plugin -> first hook): their samples depend on
         # what else drew before them, so a rerun or another batch need not reproduce them.
         self.global_draws: dict[str, str] = {}
+
+    def forward_cap(self, config, length: int) -> int:
+        """The forward cap of a block of `length` positions: `--max-forwards` (`config.max_forwards_per_block`)
+        when given, else the most any plugin declares it needs (`forwards_per_block(length)`: a fixed-schedule
+        sampler's steps), else the block size (DMax's cap; a short last block keeps it)."""
+        if config.max_forwards_per_block is not None:
+            return config.max_forwards_per_block
+        needs = []
+        for name, declare in self._forward_needs:
+            try:
+                need = declare(length)
+            except Exception as err:
+                raise contract.PluginRuntimeError(plugin=name, hook="forwards_per_block", error=err,
+                                                  where=contract.origin(err, declare)) from err
+            if need is None:  # nothing to declare for this block
+                continue
+            if not isinstance(need, int) or isinstance(need, bool) or need < 1:
+                raise contract.PluginContractError(
+                    plugin=name, hook="forwards_per_block", rule="a positive number of forwards",
+                    detail=f"returned {need!r}",
+                    hint="return the int number of forwards a block of that length needs, or None")
+            needs.append(need)
+        return max(needs, default=config.block_size)  # a short last block keeps the full block's cap
 
     def guard(self, state) -> None:
         """Check every untrusted call against `state` from now on (one guard per block)."""

@@ -64,7 +64,8 @@ class DecodeConfig:
         block_size: positions per generated block (DMax: 32).
         max_new_tokens: generated positions per row. When it is not a multiple of `block_size` the last
             block is shorter (max_new_tokens % block_size positions).
-        max_forwards_per_block: hard cap on forwards per block (DMax: B); None means `block_size`.
+        max_forwards_per_block: hard cap on forwards per block (DMax: B); None means what the plugins declare
+            (`forwards_per_block`), else the block's length (`BlockState.cap` is the one in force).
         temperature: 0 = greedy; > 0 samples `top` from softmax(logits / T) with the generators of `rng`
             (`conf` stays the untempered probability of the chosen token, as in Fast-dLLM).
         seed: seed of the random generators (see `rng`).
@@ -164,6 +165,9 @@ class BlockState:
         done: (B,) bool, rows whose block is committed; no forward is spent on them.
         step: forwards run in this block so far (by the rows still running).
         steps: (B,) long, forwards per row in this block.
+        cap: the forward cap of this block: `--max-forwards` when given, else the most any plugin's
+            `forwards_per_block(length)` declares, else the block size. A row still running at the cap-th
+            forward finishes whatever `converge` says.
         config: the `DecodeConfig`.
         noise: `mask` or `uniform`, what open positions are fed (`DecodeConfig.noise` resolved for the model).
         mask_id: the model's mask id (None when the model has no mask token), vocab_size: of the model.
@@ -195,6 +199,7 @@ class BlockState:
     done: torch.Tensor
     step: int = 0
     steps: torch.Tensor
+    cap: int = 0
     config: DecodeConfig
     noise: str = "mask"
     mask_id: int | None
@@ -214,7 +219,8 @@ class BlockState:
     @classmethod
     def start_block(cls, *, block_index: int, start: int, rows: torch.Tensor, length: int, mask_id: int | None,
                     vocab_size: int, config: DecodeConfig, stash: Stash, sample_ids: torch.Tensor | None = None,
-                    ids: torch.Tensor | None = None, noise: str = "mask", **extra) -> BlockState:
+                    ids: torch.Tensor | None = None, noise: str = "mask", cap: int | None = None,
+                    **extra) -> BlockState:
         """A block whose every position is an active open position. `ids`: the open positions' inputs
         (noise tokens on a uniform-state canvas); default the mask id everywhere."""
         b, device = rows.shape[0], rows.device
@@ -233,7 +239,8 @@ class BlockState:
             finishing=torch.zeros(b, dtype=torch.bool, device=device),
             done=torch.zeros(b, dtype=torch.bool, device=device),
             steps=torch.zeros(b, dtype=torch.long, device=device),
-            config=config, noise=noise, mask_id=mask_id, vocab_size=vocab_size, stash=stash, **extra,
+            config=config, noise=noise, mask_id=mask_id, vocab_size=vocab_size, stash=stash,
+            cap=config.cap if cap is None else cap, **extra,
         )
 
     @property
