@@ -11,6 +11,9 @@ from them: the same config fields and defaults, module and tensor names (`model.
   `DreamGenerationConfig.from_pretrained(path)`;
 - `DreamGenerationConfig.validate(self, is_init=False)` takes no other argument, while transformers 5's
   `GenerationConfig.update` (which `from_pretrained` calls) passes `user_set_attributes=`;
+- RoPE's `inv_freq` is a non-persistent buffer computed in `__init__`, and `_init_weights` initialises only
+  Linear and Embedding modules: transformers 5 builds the model on the meta device and materialises that
+  buffer with `torch.empty`, so a plain load runs with uninitialised frequencies;
 - the logits are shifted (AR-initialised from Qwen2.5): logits[i] predicts token i + 1; Dream's sampler
   realigns them with `cat([logits[:, :1], logits[:, :-1]], 1)`;
 - Qwen2-style layers: q/k/v projections with biases, grouped-query attention, RMSNorm, SwiGLU, RoPE in
@@ -137,10 +140,19 @@ class DreamRotaryEmbedding(nn.Module):
         super().__init__()
         scaling = config.rope_scaling
         self.rope_type = scaling.get("rope_type", scaling.get("type")) if scaling is not None else "default"
+        self.rope_kwargs = {}
         self.config = config
         self.rope_init_fn = ROPE_INIT_FUNCTIONS[self.rope_type]  # transformers 5 has no "default" entry
-        inv_freq, self.attention_scaling = self.rope_init_fn(self.config, device)
+        inv_freq, self.attention_scaling = self.rope_init_fn(self.config, device, **self.rope_kwargs)
+        # Non-persistent and set only here: transformers 5 builds the model on the meta device and leaves it to
+        # _init_weights, which (below, as published) only initialises Linear and Embedding.
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.original_inv_freq = self.inv_freq
+
+    def reset_parameters(self):
+        inv_freq, self.attention_scaling = self.rope_init_fn(self.config, self.inv_freq.device, **self.rope_kwargs)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.original_inv_freq = self.inv_freq
 
     @torch.no_grad()
     def forward(self, x, position_ids):

@@ -84,6 +84,13 @@ SAMPLED = [
     ("readme", dict(alg="entropy", steps=8, temperature=0.2, top_p=0.95, alg_temp=0.0)),
 ]
 DEFAULTS = dict(temperature=0.0, top_p=None, top_k=None, eps=1e-3, alg_temp=None)
+# The published-folder transcript (record_folder): tests/dream_like.py's weights seed, and (name, settings, sampled).
+FOLDER_SEED = 0
+FOLDER_CASES = [
+    ("maskgit_plus", dict(alg="maskgit_plus", steps=8), False),
+    ("entropy", dict(alg="entropy", steps=16, top_p=0.9), False),
+    ("origin", dict(alg="origin", steps=8, temperature=0.7, top_k=20), True),
+]
 
 
 def load_upstream(upstream: Path):
@@ -116,21 +123,20 @@ def host_class(up):
             pass
 
     class DreamHost(up.DreamGenerationMixin):
-        def __init__(self, view: tiny.UpstreamView):
+        def __init__(self, view):
             self.view = view
             self.device = view.device
             self.config = view.config
+            self.ids = {k: getattr(view.config, k) for k in ("mask_token_id", "pad_token_id", "eos_token_id")}
             # Read only for special ids the passed config leaves None (Dream's fallback): here only bos, unused.
-            self.generation_config = SimpleNamespace(bos_token_id=None, eos_token_id=tiny.EOS,
-                                                     pad_token_id=tiny.PAD, mask_token_id=tiny.MASK)
+            self.generation_config = SimpleNamespace(bos_token_id=None, **self.ids)
 
         def __call__(self, x, attention_mask=None, tok_idx=None):
             padded = attention_mask if isinstance(attention_mask, torch.Tensor) else None  # "full": no padding
-            return self.view(x, attention_mask=padded)
+            return self.view(x, attention_mask=padded, position_ids=tok_idx)
 
         def generate(self, x: torch.Tensor, settings: dict, attention_mask=None) -> torch.Tensor:
-            config = Config(**{**DEFAULTS, **settings}, max_new_tokens=GEN, mask_token_id=tiny.MASK,
-                            pad_token_id=tiny.PAD, eos_token_id=tiny.EOS, bos_token_id=None)
+            config = Config(**{**DEFAULTS, **settings}, max_new_tokens=GEN, bos_token_id=None, **self.ids)
             with contextlib.redirect_stdout(io.StringIO()):  # the copy prints steps and seconds
                 return self.diffusion_generate(x, generation_config=config, attention_mask=attention_mask)
 
@@ -246,13 +252,93 @@ def record_bf16(up, commit: str) -> dict:
                   sampled=False, dtype="bfloat16")
 
 
+class FolderView:
+    """A loaded Dream folder's own model called as Dream's sampler calls it: input ids, the 4-D mask (None when
+    nothing is padded), Dream's `tok_idx` as position ids; counts and logs the forwards like `UpstreamView`."""
+
+    def __init__(self, model):
+        self.model, self.config, self.device = model, model.config, model.device
+        self.calls, self.log = 0, []
+
+    def __call__(self, input_ids, attention_mask=None, position_ids=None):
+        self.calls += 1
+        self.log.append(input_ids.clone())
+        with torch.no_grad():
+            return self.model(input_ids, attention_mask, position_ids)
+
+    def reset(self) -> None:
+        self.calls, self.log = 0, []
+
+
+def record_folder(up, commit: str) -> dict:
+    """`published_folder/dream_like.json`: the mixin driving the model of a folder laid out as Dream publishes
+    it (`tests/dream_like.py`), loaded by the workbench's own loader; no tiny model involved."""
+    import tempfile
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    import dream_like
+    from workbench.models.adapters import load_adapter
+
+    gen = torch.Generator().manual_seed(PROMPT_SEED)
+    first = len(dream_like.SPECIALS)
+    prompts = [torch.randint(first, dream_like.VOCAB, (n,), generator=gen).tolist() for n in PROMPT_LENGTHS]
+    eos, cases = dream_like.EOS, []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = dream_like.write_dream(Path(tmp) / "dream", seed=FOLDER_SEED)
+        view = FolderView(load_adapter(folder, trust_remote_code=True)[0].model)
+        host = host_class(up)(view)
+        for name, settings, sampled in FOLDER_CASES:
+            rows, early = [], []
+            for i, prompt in enumerate(prompts):
+                if sampled:
+                    torch.manual_seed(sample_seed(SEED, i))
+                view.reset()
+                out = host.generate(torch.tensor([prompt]), settings)[0, len(prompt):].tolist()
+                rows.append({"ids": out[:out.index(eos) + 1] if eos in out else out, "nfe": view.calls})
+                live = sum(bool((ids[0, len(prompt):] == dream_like.MASK).any()) for ids in view.log)
+                if live < view.calls:
+                    early.append(i)
+            width = max(len(p) for p in prompts)
+            x = torch.tensor([[dream_like.PAD] * (width - len(p)) + p for p in prompts])
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+            if sampled:
+                torch.manual_seed(SEED)
+            view.reset()
+            out = host.generate(x, settings, attention_mask=mask)[:, width:].tolist()
+            batch8 = [o[:o.index(eos) + 1] if eos in o else o for o in out]
+            counts = [(ids[:, width:] == dream_like.MASK).sum(1) for ids in view.log]
+            uneven = any(bool((c != c[0]).any()) for c in counts)
+            decode = {"block_size": GEN, "max_new_tokens": GEN, **({"rng": "sample", "seed": SEED} if sampled else {})}
+            case = {"name": name, "upstream_settings": {**DEFAULTS, **settings, "max_new_tokens": GEN},
+                    "workbench": {"params": {**settings, "mask_logit": "keep"}, "decode": decode},
+                    "prompts": prompts, "batch1": rows, "batch8": batch8}
+            differ = [i for i, (r, b) in enumerate(zip(rows, batch8)) if r["ids"] != b]
+            cause = STREAM if sampled else (BATCH_MEAN if uneven else TIES)
+            found = [{"row": i, "mode": "any", "cause": EARLY} for i in early] + [
+                {"row": i, "mode": "upstream-batch8", "cause": cause} for i in differ]
+            if found:
+                case["divergences"] = sorted(found, key=lambda d: d["row"])
+            cases.append(case)
+    weights = dream_like.weights(FOLDER_SEED)
+    return {"strategy": "dream",
+            "upstream": {"repository": UPSTREAM_REPO, "commit": commit, "path": UPSTREAM_PATH,
+                         "function": UPSTREAM_FUNCTION},
+            "recorder": "benchmarks/reference/record_dream.py",
+            "note": "Dream's sampler on the model of a folder in Dream's published layout (tests/dream_like.py), "
+                    "loaded by workbench.models.adapters.load_adapter; replayed by tests/test_dream_checkpoints.py",
+            "folder": {"writer": "tests/dream_like.py:write_dream", "seed": FOLDER_SEED,
+                       "checksum": round(float(sum(w.double().abs().sum() for w in weights.values())), 4)},
+            "cases": cases}
+
+
 def dumps(data: dict) -> str:
     """Indented JSON with every list of numbers on one line (the transcripts stay small and diffable)."""
     text = json.dumps(data, indent=1)
     return re.sub(r"\[[-0-9.,\s]*\]", lambda m: re.sub(r"\s+", "", m.group()).replace(",", ", "), text) + "\n"
 
 
-RECORDERS = {"greedy": record_greedy, "sampled": record_sampled, "bf16": record_bf16}
+RECORDERS = {"greedy": record_greedy, "sampled": record_sampled, "bf16": record_bf16,
+             "published_folder/dream_like": record_folder}
 
 
 def main() -> None:
@@ -268,6 +354,7 @@ def main() -> None:
     for name in args.only or RECORDERS:
         data = RECORDERS[name](up, commit)
         path = args.out / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dumps(data))
         divergent = sum(len(c.get("divergences", [])) for c in data["cases"])
         print(f"{path}: {len(data['cases'])} cases, {divergent} divergences listed, {path.stat().st_size} bytes")
