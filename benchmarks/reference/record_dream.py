@@ -22,6 +22,10 @@ blocks), the same 8 prompts (lengths 2-9, ids 4..47):
   from one stream, so its rows are listed as divergences).
 - `bf16.json`: the greedy cases on the same model in bfloat16, the dtype Dream's released checkpoints run in;
   Dream's temperature, filters, softmax and confidences then run in bfloat16 (`precision=model`).
+- `published_folder/dream_like.json` (replayed by `tests/test_dream_checkpoints.py`, not by the transcript
+  helper): no tiny model; a folder in Dream's published layout (`tests/dream_like.py`, seed 0) loaded by the
+  workbench's own loader, its remote `DreamModel` driven by the mixin through `FolderView` (Dream's call
+  `self(x, attention_mask, tok_idx)` passed on as input ids, mask, position ids). Its weights' checksum is stored.
 
 Shims (none changes a decision of `diffusion_generate`):
 - the model: `DreamHost`, a subclass of the checkout's `DreamGenerationMixin` whose forward is
@@ -35,6 +39,7 @@ Shims (none changes a decision of `diffusion_generate`):
   that `validate` accepts the `user_set_attributes` argument transformers 5's `update` passes (Dream's
   `validate` is a no-op `pass` that takes only `is_init`; under transformers 4.46 the shim is inert);
 - stdout: the copy's `print` of steps and time is swallowed.
+- nothing calls `.cuda()`: the mixin runs on the model's device (the CPU here).
 - forward counts: Dream always runs all `steps` forwards; `nfe` is that count (one block). In `origin` a row
   can have no mask left before the last step; Dream forwards it anyway, the workbench ends the block. Those
   rows are found from Dream's own inputs and listed under `divergences`.
