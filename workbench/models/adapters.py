@@ -13,7 +13,10 @@ Nothing is fetched from a hub: every transformers call passes `local_files_only=
 Remote code written for transformers 4 loads as downloaded (`transformers4_compatible`, never by editing the
 folder's files): a model class that never calls `post_init()` gets it called after its own `__init__` (transformers
 5 reads `all_tied_weights_keys`, which `post_init` sets), and a `tie_weights()` without parameters is called
-without the `missing_keys` / `recompute_mapping` arguments transformers 5 passes. A package the code imports
+without the `missing_keys` / `recompute_mapping` arguments transformers 5 passes. Dream's files need two more
+(`workbench.models.remote_compat`): the module's RoPE table gets back the "default" entry transformers 5
+removed, and Dream's `from_pretrained` override, which cannot run with the loading report (nor at all under
+transformers 5), is skipped (`ModelProfile.own_from_pretrained`). A package the code imports
 that is not installed (LLaDA's file as Fast-dLLM ships it imports einops) is named with the extra that installs
 it: `pip install 'dllm-workbench[llada]'`.
 
@@ -31,6 +34,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import sys
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -43,6 +47,8 @@ from torch import nn
 from workbench.models.folders import ModelLoadError, WeightMismatchError, from_pretrained_strict, require_trust
 from workbench.models.masks import decode_attention_mask, position_ids_from_valid
 from workbench.models.profiles import GENERIC_REMOTE, LLADA, MASKED_LM, ModelProfile, match_profile
+from workbench.models.remote_compat import (plain_from_pretrained, restore_default_rope, restore_rotary_buffers,
+                                            unrestored_buffers)
 
 HARD_TOKEN_STRATEGIES = "threshold, hierarchical, hard"
 _ROWS_PER_LOOKUP = 256  # rows of (rows, V) distance matrix per chunk in HardTokenOnly: bounded memory
@@ -74,6 +80,7 @@ class TransformersDenoiser(nn.Module):
         # Constants go only to named parameters: a **kwargs sink may not know them.
         self._constants = {k: v for k, v in profile.forward_kwargs if k in params}
         self.honours_padding = profile.honours_padding
+        self.rotary_restored = False  # set by the loader: RoPE buffers it recomputes after every .to()
         output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
         weight = getattr(output, "weight", None)
         self.vocab_size = int(weight.shape[0]) if weight is not None else int(model.config.vocab_size)
@@ -83,6 +90,14 @@ class TransformersDenoiser(nn.Module):
                 raise AdapterError(f"{folder}: {what} id {token} is outside the embedding table ({rows} rows); "
                                    f"profile {profile.name!r} does not fit this checkpoint: fix the "
                                    f"tokenizer/config ids or add a profile in workbench/models/profiles.py")
+
+    def _apply(self, fn, *args, **kwargs):
+        """`.to()` / `.float()`... on the wrapped model, then the RoPE frequencies the loader restored recomputed
+        in float32: a cast to bfloat16 would round them, where the published code keeps them in float32."""
+        result = super()._apply(fn, *args, **kwargs)
+        if getattr(self, "rotary_restored", False):
+            restore_rotary_buffers(self.model)
+        return result
 
     # -- Denoiser protocol --------------------------------------------------------------------------
     def embedding_table(self) -> torch.Tensor:
@@ -329,14 +344,16 @@ def _load_converted(folder: Path, raw: dict, tokenizer, fallback: bool = True):
     return model
 
 
-def transformers4_compatible(cls: type) -> type:
+def transformers4_compatible(cls: type, *, own_from_pretrained: bool = True) -> type:
     """A subclass of a remote-code model class written for transformers 4 that loads under transformers 5.
 
     - `post_init()` is called after the class's own `__init__` when that never called it (LLaDA's published
       `LLaDAModelLM`): transformers 5 reads `all_tied_weights_keys`, which `post_init` sets.
     - A `tie_weights(self)` without parameters is called without the `missing_keys` / `recompute_mapping`
       arguments transformers 5 passes.
-    A class that already does both is returned as it is. The folder's files are never edited.
+    - `own_from_pretrained=False` (the profile's fact): the class's `from_pretrained` override is skipped
+      (Dream's, see `workbench.models.remote_compat`).
+    The folder's files are never edited.
     """
     params = inspect.signature(cls.tie_weights).parameters.values()
     old_tie = not any(p.kind is p.VAR_KEYWORD or p.name == "missing_keys" for p in params)
@@ -353,6 +370,8 @@ def transformers4_compatible(cls: type) -> type:
             cls.tie_weights(self)
 
         namespace["tie_weights"] = tie_weights
+    if not own_from_pretrained:
+        namespace = plain_from_pretrained(namespace)
     return type(cls.__name__, (cls,), namespace)
 
 
@@ -370,16 +389,19 @@ def _import_error(folder: Path, err: ImportError) -> AdapterError:
     return AdapterError(f"{folder}: its modelling code imports {', '.join(missing)}, which is not installed; {fix}")
 
 
-def _remote_class(folder: Path, raw: dict, auto_key: str):
+def _remote_class(folder: Path, raw: dict, auto_key: str, profile: ModelProfile):
     """The model class `auto_map[auto_key]` names, imported from the folder (transformers copies it into its
-    module cache), made loadable under transformers 5; None when `auto_map` has no entry for `auto_key`."""
+    module cache), made loadable under transformers 5 (its module's RoPE table completed, see
+    `workbench.models.remote_compat`); None when `auto_map` has no entry for `auto_key`."""
     from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
     target = raw.get("auto_map", {}).get(auto_key)
     if target is None:
         return None
     ref = target[0] if isinstance(target, list) else target
-    return transformers4_compatible(get_class_from_dynamic_module(ref, str(folder), local_files_only=True))
+    cls = get_class_from_dynamic_module(ref, str(folder), local_files_only=True)
+    restore_default_rope(sys.modules[cls.__module__])
+    return transformers4_compatible(cls, own_from_pretrained=profile.own_from_pretrained)
 
 
 def _load_remote(folder: Path, raw: dict, tokenizer, dtype, hard_token_only: bool) -> TransformersDenoiser:
@@ -394,7 +416,7 @@ def _load_remote(folder: Path, raw: dict, tokenizer, dtype, hard_token_only: boo
     ids = _special_ids(folder, profile, config, tokenizer)
     auto_key = _auto_class(raw, profile)
     try:
-        cls = _remote_class(folder, raw, auto_key)
+        cls = _remote_class(folder, raw, auto_key, profile)
         if cls is None:
             model = from_pretrained_strict(getattr(transformers, auto_key), folder, dtype=dtype, trust_remote_code=True)
         else:
@@ -407,7 +429,14 @@ def _load_remote(folder: Path, raw: dict, tokenizer, dtype, hard_token_only: boo
         raise AdapterError(f"{folder}: the remote code failed to load via {auto_key} ({type(err).__name__}: {err}); "
                            f"check the modelling files beside config.json and the transformers version they "
                            f"were written for") from None
+    restored = restore_rotary_buffers(model)  # transformers 5 leaves them uninitialised (remote_compat, 4)
+    left = unrestored_buffers(model, restored)
+    if left:
+        warnings.warn(f"{folder}: transformers {transformers.__version__} leaves the remote code's non-persistent "
+                      f"buffers to its _init_weights, which may not set them: {', '.join(left)}; check that the "
+                      f"model's outputs are sane", stacklevel=3)
     adapter = _wrap(model, profile, folder, hard_token_only, **ids)
+    adapter.rotary_restored = bool(restored)
     if adapter.honours_padding is None:
         adapter.honours_padding = honours_padding(adapter)
     return adapter

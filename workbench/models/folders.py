@@ -109,12 +109,25 @@ def check_loading_info(path: str | Path, info: dict) -> None:
         warnings.warn(f"{path}: tensors the model does not use were ignored: {_names(unexpected)}", stacklevel=3)
 
 
-def from_pretrained_strict(cls, path: str | Path, **kwargs):
-    """`cls.from_pretrained(path, local_files_only=True, **kwargs)`, refused (`check_loading_info`) when the
-    checkpoint leaves any weight of the model unfilled."""
+def dtype_argument(dtype) -> dict:
+    """The `from_pretrained` keyword that sets the weights' dtype in the installed transformers: none for None
+    (the checkpoint's own), `dtype` from transformers 5, `torch_dtype` before (transformers 4.46-4.55 pass an
+    unknown `dtype` on to the model's `__init__`, where remote code fails with an unexpected keyword)."""
+    if dtype is None:
+        return {}
+    import transformers
+
+    return {"dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype": dtype}
+
+
+def from_pretrained_strict(cls, path: str | Path, *, dtype=None, **kwargs):
+    """`cls.from_pretrained(path, local_files_only=True, **kwargs)` with `dtype` passed as the installed
+    transformers expects (`dtype_argument`), refused (`check_loading_info`) when the checkpoint leaves any weight
+    of the model unfilled."""
     # ignore_mismatched_sizes: transformers would otherwise stop at a tensor of another shape with "look at the
     # above report" (a log line the CLI hides); this way the tensor comes back in the loading info, named.
     kwargs.setdefault("ignore_mismatched_sizes", True)
-    model, info = cls.from_pretrained(str(path), local_files_only=True, output_loading_info=True, **kwargs)
+    model, info = cls.from_pretrained(str(path), local_files_only=True, output_loading_info=True,
+                                      **dtype_argument(dtype), **kwargs)
     check_loading_info(path, info)
     return model

@@ -46,6 +46,9 @@ class ModelProfile:
     honours_padding: the family's published forward masks left padding out of attention (True), ignores its
     attention mask (False: the adapter then forwards each prompt length of a batch on its own, without
     padding, so a row decodes as it does alone), or is unknown (None: probed when the model loads).
+    own_from_pretrained: the model class's own `from_pretrained` (an override in the remote code) runs; False
+    loads with transformers' `PreTrainedModel.from_pretrained` instead, for a family whose override only
+    attaches something the workbench never reads and cannot run here (Dream's, `models/remote_compat.py`).
     """
 
     name: str
@@ -65,6 +68,7 @@ class ModelProfile:
     chat_template: bool = False
     auto_class: str = "AutoModelForCausalLM"
     honours_padding: bool | None = True
+    own_from_pretrained: bool = True
     source: str = ""
     notes: str = ""
 
@@ -108,9 +112,15 @@ DREAM = ModelProfile(
     logits_shift=True,  # generation_utils: logits = cat([logits[:, :1], logits[:, :-1]], dim=1)
     chat_template=True,
     auto_class="AutoModel",
-    source="github.com/DreamLM/Dream (configuration_dream.py, generation_utils.py)",
+    # DreamPreTrainedModel.from_pretrained sets a DreamGenerationConfig on what transformers returned: a tuple
+    # with output_loading_info=True, and under transformers 5 that config's validate() refuses its arguments.
+    own_from_pretrained=False,
+    source="Dream's model folder files (Dream-org/Dream-v0-*-7B: configuration_dream.py, modeling_dream.py, "
+           "generation_utils.py), as NVlabs/Fast-dLLM ships them in dream/model/; github.com/DreamLM/Dream",
     notes="Initialised from Qwen2.5 (autoregressive), so logits are shifted right by one; the first "
-          "position's logits are a copy and are meaningless (the prompt's first token is never masked).",
+          "position's logits are a copy and are meaningless (the prompt's first token is never masked). "
+          "The published files load unmodified through workbench/models/remote_compat.py (RoPE 'default' "
+          "entry for transformers 5; the from_pretrained override skipped).",
 )
 
 LLADA2 = ModelProfile(
