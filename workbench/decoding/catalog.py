@@ -18,6 +18,7 @@ BUILTIN_STRATEGIES: tuple[tuple[str, str], ...] = (
     ("hard", "strategies.hard"),
     ("spd", "strategies.spd"),
     ("uniform-eb", "strategies.uniform_eb"),
+    ("eb", "strategies.eb"),
 )
 
 
