@@ -19,6 +19,7 @@ BUILTIN_STRATEGIES: tuple[tuple[str, str], ...] = (
     ("spd", "strategies.spd"),
     ("uniform-eb", "strategies.uniform_eb"),
     ("eb", "strategies.eb"),
+    ("pc-sampler", "strategies.pc_sampler"),
 )
 
 
