@@ -20,6 +20,8 @@ BUILTIN_STRATEGIES: tuple[tuple[str, str], ...] = (
     ("uniform-eb", "strategies.uniform_eb"),
     ("remdm", "strategies.remdm"),
     ("dream", "strategies.dream"),
+    ("eb", "strategies.eb"),
+    ("pc-sampler", "strategies.pc_sampler"),
 )
 
 
