@@ -365,6 +365,10 @@ class Hooks:
         plugins = pm.get_plugins()
         self.needs_probs = any(getattr(p, "needs_probs", False) for p in plugins)
         self.needs_logits = any(getattr(p, "needs_logits", False) for p in plugins)
+        # The forward's extras (`workbench.decoding.cache`): named plugins, for the error when one is unavailable.
+        self.needs_shadow = ", ".join(sorted(repr(pm.get_name(p)) for p in plugins
+                                             if getattr(p, "needs_shadow", False)))
+        self.needs_lookahead = any(getattr(p, "needs_lookahead", False) for p in plugins)
         self._guard: contract.StateGuard | None = None
 
     def guard(self, state) -> None:
