@@ -18,6 +18,8 @@ BUILTIN_STRATEGIES: tuple[tuple[str, str], ...] = (
     ("hard", "strategies.hard"),
     ("spd", "strategies.spd"),
     ("uniform-eb", "strategies.uniform_eb"),
+    ("wino", "strategies.wino"),
+    ("klass", "strategies.klass"),
 )
 
 
