@@ -107,6 +107,15 @@ def above_threshold(state: BlockState, tau: float) -> torch.Tensor:
 # -- plugin classes: one rule each, combinable with any strategy ------------------------------------------
 
 
+def top_k_rows(scores: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """(B, L) bool: the k[b] highest scores of each row b, never a -inf one; ties in position order (where
+    `torch.topk`, which the reference samplers call, leaves their order unspecified)."""
+    order = scores.sort(dim=-1, descending=True, stable=True).indices  # (B, L)
+    rank = torch.empty_like(order).scatter_(-1, order, torch.arange(scores.shape[-1], device=scores.device)
+                                            .expand_as(order).contiguous())
+    return (rank < k[:, None]) & (scores > float("-inf"))
+
+
 @attrs.frozen(eq=False, kw_only=True)
 class ThresholdPromotion:
     """`promote` = Fast-dLLM / dInfer threshold set."""
@@ -151,3 +160,4 @@ class ContiguousPromotion:
     @hookimpl
     def promote(self, state: BlockState) -> torch.Tensor:
         return contiguous_prefix(state, self.tau_dec)
+

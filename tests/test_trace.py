@@ -132,12 +132,11 @@ def test_trace_cli_bad_input_exits_2(model_path, capsys):
 
 
 def test_trace_shows_revocations_distinctly(model_path, tmp_path, capsys):
-    """The WINO example revokes tokens on this random model: the grid marks them ↺ and counts them per step,
-    the HTML gives them their own class, and the heatmap draws."""
-    wino = str(Path(__file__).resolve().parent.parent / "examples" / "plugins" / "wino.py")
+    """WINO revokes tokens on this random model: the grid marks them ↺ and counts them per step, the HTML
+    gives them their own class, and the heatmap draws."""
     page, png = tmp_path / "t.html", tmp_path / "t.png"
-    assert cli(["trace", "--strategy", "threshold", "--plugin", wino, "--model", str(model_path), "--sample", "1",
-                "--gen-length", "8", "--html", str(page), "--png", str(png)]) == 0
+    assert cli(["trace", "--strategy", "wino", "--tau", "0", "--set", "threshold_back=0.99", "--model", str(model_path),
+                "--sample", "1", "--gen-length", "8", "--html", str(page), "--png", str(png)]) == 0
     out = capsys.readouterr().out
     assert re.search(r"↺\d+", out) and "sent back to open this step (revocation)" in " ".join(out.split())
     assert "class='revoked'" in page.read_text(encoding="utf-8") and ", revoked" in page.read_text(encoding="utf-8")

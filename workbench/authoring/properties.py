@@ -56,10 +56,14 @@ class ScriptedDenoiser:
         return self.table[self.mask_id]
 
     def denoise(self, inputs_embeds, *, block_ids, valid):
-        attend = decode_attention_mask(block_ids, valid, self.block_causal)[:, 0].to(inputs_embeds.dtype)
-        ctx = attend @ inputs_embeds / attend.sum(-1, keepdim=True)  # (N, L, D)
-        pos = position_ids_from_valid(valid)
-        return self.scale * (inputs_embeds + ctx) @ self.proj + self.bias[pos]
+        return self.denoise_masked(inputs_embeds, position_ids=position_ids_from_valid(valid),
+                                   attn_mask=decode_attention_mask(block_ids, valid, self.block_causal))
+
+    def denoise_masked(self, inputs_embeds, *, position_ids, attn_mask):
+        """The same rule on an explicit layout (WINO's shadow block): (N, Q, D) -> (N, Q, V)."""
+        attend = attn_mask[:, 0].to(inputs_embeds.dtype)  # (N, Q, Q)
+        ctx = attend @ inputs_embeds / attend.sum(-1, keepdim=True)  # (N, Q, D)
+        return self.scale * (inputs_embeds + ctx) @ self.proj + self.bias[position_ids]
 
 
 class OracleDenoiser:

@@ -25,6 +25,19 @@ Modes (`DecodeConfig.cache`, `make_runner`):
   refuses `prefix` / `dual` (`CacheUnavailable`): a requested cache is done or refused, never dropped silently.
   `workbench run` keys a run on the mode actually used (`resolve_mode`), not on the one asked for.
 
+Extras a plugin may ask for (`needs_shadow`, `needs_lookahead`, see `workbench.decoding.hookspecs`), returned
+after the block's logits in the same tensor, in this order:
+- the shadow block (WINO): `forward(..., shadow=True)` appends L inputs, the mask embedding at the block's
+  position ids, to the same forward; canvas queries never see them, shadow query j sees what block position
+  j sees except position j itself, and the whole shadow. So one forward also predicts every block position
+  with that position hidden. The model needs `denoise_masked` (explicit position ids and attention mask; the
+  native model has it); `CanvasRunner` and `BlockCausalCache` append it (the cache writes the shadow's
+  keys/values in the slots after the block, which the next block's first forward overwrites), Fast-dLLM's
+  approximate caches refuse it (`supports_shadow`).
+- the lookahead: `forward(..., lookahead=True)` also returns the logits of the positions after the block that
+  the forward computed anyway, up to one block length: only `CanvasRunner` on a bidirectional model (the
+  others compute none and return nothing more).
+
 Batches. Prompts are LEFT-padded to the longest one (padding invalid: never attended to, skipped by
 position ids). Left padding puts every row's block k at the same canvas columns, so a block is one slice
 for the whole batch and the cache is one rectangular (N, H, T, hd) buffer per layer that SDPA reads
@@ -90,6 +103,40 @@ class KVCache:
         return out
 
 
+def with_shadow(rows: torch.Tensor, block_rows: torch.Tensor, lo: int) -> torch.Tensor:
+    """The attention mask of a forward with WINO's shadow block appended, (n, 1, Q + L, K + L) bool.
+
+    rows: (n, 1, Q, K) the forward's own mask (query rows over its K keys); block_rows: (n, 1, L, K) the rows
+    of the block's positions [lo, lo + L) (keys index canvas positions). Canvas queries never see the shadow;
+    shadow query j sees what block position j sees except position j itself, and the whole shadow."""
+    n, _, q, k = rows.shape
+    length = block_rows.shape[2]
+    hidden = torch.zeros(length, k, dtype=torch.bool, device=rows.device)
+    hidden[:, lo:lo + length] = torch.eye(length, dtype=torch.bool, device=rows.device)  # itself, in the canvas
+    top = torch.cat([rows, rows.new_zeros(n, 1, q, length)], dim=-1)  # (n, 1, Q, K + L)
+    bottom = torch.cat([block_rows & ~hidden, block_rows.new_ones(n, 1, length, length)], dim=-1)
+    return torch.cat([top, bottom], dim=2)
+
+
+class ShadowUnavailable(ValueError):
+    """A plugin asked for the shadow block (`needs_shadow`) where this decode cannot append it."""
+
+
+def check_shadow(runner: CanvasRunner, plugins: str) -> None:
+    """Refuse, naming the plugins, a shadow block this runner or model cannot append."""
+    model, asks = runner.model, f"plugin {plugins} needs the shadow block (needs_shadow)"
+    if not getattr(runner, "supports_shadow", False):
+        raise ShadowUnavailable(
+            f"{asks}, which the {getattr(runner, 'mode', '?')} runner of {type(model).__name__} cannot append "
+            f"(Fast-dLLM's approximate caches and models with their own runner); decode with --cache none or auto")
+    if runner.uniform or model.mask_id is None:
+        raise ShadowUnavailable(f"{asks}, which feeds mask inputs; this decode is uniform-state (no mask "
+                                f"embedding); decode with --noise mask")
+    if not callable(getattr(model, "denoise_masked", None)):
+        raise ShadowUnavailable(f"{asks}: a forward with an explicit attention mask, which {type(model).__name__} "
+                                f"does not offer (`denoise_masked`; the native model has it)")
+
+
 class CanvasRunner:
     """Forward of the current block with its whole context, recomputed every step (no cache).
 
@@ -102,6 +149,8 @@ class CanvasRunner:
 
     mode = "none"
     separate_prefill = False
+    supports_shadow = True
+    supports_lookahead = True  # forward takes `lookahead` (and returns the positions it computed, maybe none)
 
     def __init__(self, model: Denoiser, *, uniform: bool = False):
         self.model = model
@@ -129,14 +178,36 @@ class CanvasRunner:
         self.block_ids, self.valid = block_ids[:, :end], valid[:, :end]
         return 0
 
-    def forward(self, block_embeds: torch.Tensor, running: torch.Tensor) -> torch.Tensor:
-        """block_embeds: (n, L, D) for the rows `running` (b,) bool of the block. Returns (n, L, V)."""
+    def forward(self, block_embeds: torch.Tensor, running: torch.Tensor, *, shadow: bool = False,
+                lookahead: bool = False) -> torch.Tensor:
+        """block_embeds: (n, L, D) for the rows `running` (b,) bool of the block. Returns (n, L, V): the
+        block's logits, followed by the shadow block's (L more, `shadow`) and the lookahead's (the positions
+        after the block up to one block length, `lookahead`; none on a block-causal model)."""
         prefix, suffix, block_ids, valid = self.prefix, self.suffix, self.block_ids, self.valid
         if block_embeds.shape[0] != running.shape[0]:  # some rows finished (shape test: no host sync)
             prefix, suffix, block_ids, valid = prefix[running], suffix[running], block_ids[running], valid[running]
+        lo, hi = self.lo, self.hi
         x = torch.cat([prefix, block_embeds, suffix], dim=1)  # (n, end, D)
-        logits = self.model.denoise(x, block_ids=block_ids, valid=valid)  # (n, end, V)
-        return logits[:, self.lo:self.hi]
+        if shadow:
+            logits = self._shadow_forward(x, block_embeds, block_ids, valid)  # (n, end + L, V)
+        else:
+            logits = self.model.denoise(x, block_ids=block_ids, valid=valid)  # (n, end, V)
+        out = [logits[:, lo:hi]]
+        if shadow:
+            out.append(logits[:, -block_embeds.shape[1]:])
+        if lookahead:
+            out.append(logits[:, hi:min(x.shape[1], 2 * hi - lo)])
+        return out[0] if len(out) == 1 else torch.cat(out, dim=1)
+
+    def _shadow_forward(self, x, block_embeds, block_ids, valid) -> torch.Tensor:
+        """One forward of [canvas ; shadow block] (see `with_shadow`). (n, end + L, V)."""
+        lo, hi, n, length = self.lo, self.hi, x.shape[0], block_embeds.shape[1]
+        mask = decode_attention_mask(block_ids, valid, self.model.block_causal)  # (n, 1, end, end)
+        positions = position_ids_from_valid(valid)  # (n, end)
+        shadow = self.model.mask_embedding().expand(n, length, x.shape[-1])
+        return self.model.denoise_masked(torch.cat([x, shadow], dim=1),
+                                         position_ids=torch.cat([positions, positions[:, lo:hi]], dim=1),
+                                         attn_mask=with_shadow(mask, mask[:, :, lo:hi], lo))
 
     def end_block(self, keep: torch.Tensor) -> None:
         """keep: (b,) bool on the CPU, rows of this block that go on to the next block."""
@@ -188,8 +259,8 @@ class BlockCausalCache(_CachedRunner):
 
     def start_block(self, ids, valid, block_ids, lo, hi):
         rows = ids.shape[0]
-        if self.cache is None:
-            self.cache, self.cached = KVCache(ids.shape[1]), 0
+        if self.cache is None:  # room for a shadow block after the last block (blocks only get shorter)
+            self.cache, self.cached = KVCache(ids.shape[1] + hi - lo), 0
         if self.cache.rows not in (None, rows):
             raise RuntimeError(f"cache holds {self.cache.rows} rows, block has {rows}: call end_block(keep)")
         self.lo, self.hi, self._subset = lo, hi, None
@@ -198,17 +269,33 @@ class BlockCausalCache(_CachedRunner):
         self.mask = decode_attention_mask(block_ids[:, :hi], valid[:, :hi], True)  # (b, 1, hi, hi)
         return 0
 
-    def forward(self, block_embeds, running):
+    def forward(self, block_embeds, running, *, shadow: bool = False, lookahead: bool = False):
         lo, hi = self.lo, self.hi
-        if self.pending is not None:  # first step: every row runs; committed hard ids enter the cache
+        first = self.pending is not None
+        if first:  # first step: every row runs; committed hard ids enter the cache
             if block_embeds.shape[0] != running.shape[0]:
                 raise RuntimeError("the first forward of a block must include every row of the block")
-            x = torch.cat([self.pending, block_embeds], dim=1)  # (b, hi - cached, D)
-            logits = self._forward_kv(x, None, self.cache, self.cached, hi, hi, slice(lo - self.cached, None))
+            x, q_lo, index, cache = torch.cat([self.pending, block_embeds], dim=1), self.cached, None, self.cache
             self.cached, self.pending = lo, None
-            return logits
-        index, cache = self._rows(running, block_embeds.shape[0], hi)
-        return self._forward_kv(block_embeds, index, cache, lo, hi, hi, slice(None))
+        else:
+            upto = hi + block_embeds.shape[1] if shadow else hi  # the rows' cache, with the shadow's slots
+            (index, cache), x, q_lo = self._rows(running, block_embeds.shape[0], upto), block_embeds, lo
+        if shadow:  # the shadow's keys/values go to the slots after the block (the next block overwrites them)
+            return self._shadow_kv(x, block_embeds, index, cache, q_lo)
+        return self._forward_kv(x, index, cache, q_lo, hi, hi, slice(lo - q_lo, None))
+
+    def _shadow_kv(self, x, block_embeds, index, cache, q_lo) -> torch.Tensor:
+        """[slice ; shadow block] against the cache (see `with_shadow`): (n, 2L, V), the block's then the
+        shadow's logits."""
+        lo, hi, n, length = self.lo, self.hi, x.shape[0], block_embeds.shape[1]
+        pos, mask = self.positions, self.mask
+        if index is not None:
+            pos, mask = pos[index], mask[index]
+        shadow = self.model.mask_embedding().expand(n, length, x.shape[-1])
+        attn = with_shadow(mask[:, :, q_lo:hi, :hi], mask[:, :, lo:hi, :hi], lo)  # (n, 1, hi - q_lo + L, hi + L)
+        positions = torch.cat([pos[:, q_lo:hi], pos[:, lo:hi]], dim=1)
+        return self.model.denoise_kv(torch.cat([x, shadow], dim=1), position_ids=positions, attn_mask=attn,
+                                     cache=cache, start=q_lo, stop=hi + length, logits=slice(lo - q_lo, None))
 
     def end_block(self, keep):
         self._subset = None
@@ -218,6 +305,8 @@ class BlockCausalCache(_CachedRunner):
 
 class FastDllmCache(_CachedRunner):
     """Fast-dLLM's approximate caches of a bidirectional model: `dual=False` prefix, `dual=True` dual."""
+
+    supports_shadow = False  # the approximate caches' layouts have no room for it
 
     def __init__(self, model: CachedDenoiser, *, dual: bool, uniform: bool = False):
         self.dual = dual
@@ -233,7 +322,7 @@ class FastDllmCache(_CachedRunner):
         self.mask = decode_attention_mask(block_ids, valid, False)  # (b, 1, T, T)
         return 0
 
-    def forward(self, block_embeds, running):
+    def forward(self, block_embeds, running, **extras):
         lo, hi, total = self.lo, self.hi, self.positions.shape[1]
         if self.refresh:  # block start: one full forward recomputes the whole cache (and is step 1)
             if block_embeds.shape[0] != running.shape[0]:

@@ -22,6 +22,8 @@ BUILTIN_STRATEGIES: tuple[tuple[str, str], ...] = (
     ("dream", "strategies.dream"),
     ("eb", "strategies.eb"),
     ("pc-sampler", "strategies.pc_sampler"),
+    ("wino", "strategies.wino"),
+    ("klass", "strategies.klass"),
 )
 
 

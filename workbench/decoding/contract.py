@@ -267,7 +267,8 @@ def check_commit(result, state: BlockState, plugin: str) -> torch.Tensor:
 # -- the state guard -------------------------------------------------------------------------------------
 
 # Core-owned fields a plugin may read but never write or replace.
-GUARDED = ("ids", "is_mask", "active", "top", "conf", "prev_top", "_probs", "_logits", "revoked", "promoted",
+GUARDED = ("ids", "is_mask", "active", "top", "conf", "prev_top", "_probs", "_logits", "_shadow_logits",
+           "_lookahead_logits", "revoked", "promoted",
            "fallback", "waived", "converged", "finishing", "done", "steps", "rows", "sample_ids", "context",
            "context_valid")
 

@@ -39,7 +39,11 @@ A plugin that runs a fixed schedule declares the forwards a block of length L ne
 `--max-forwards` sets one.
 A plugin that needs the full output distribution sets the class attribute `needs_probs = True`
 (the core then fills `state.probs` (B, L, V) float32), one that needs the processed logits
-`needs_logits = True` (`state.logits`); otherwise reading them raises.
+`needs_logits = True` (`state.logits`); otherwise reading them raises. Two extras ride in the same forward
+(one call, one counted forward; `workbench.decoding.cache`): `needs_shadow = True` appends WINO's shadow block
+(`state.shadow_logits` (B, L, V): each block position predicted with itself hidden; refused where the runner or
+model cannot append it), `needs_lookahead = True` keeps the logits of the positions after the block that the
+forward computed (`state.lookahead_logits` (B, A, V), A = 0 where none: block-causal models, KV caches).
 """
 
 from __future__ import annotations

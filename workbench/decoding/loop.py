@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import pluggy
 import torch
 
-from workbench.decoding.cache import CanvasRunner, make_runner
+from workbench.decoding.cache import CanvasRunner, check_shadow, make_runner
 from workbench.models.base import Denoiser, noise_range
 from workbench.decoding.registry import Hooks
 from workbench.decoding.rng import BlockRandom, RowRandom
@@ -95,6 +95,8 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
     kind = canvas_kind(model, config)
     uniform = kind == "uniform"
     runner = runner or make_runner(model, config.cache, uniform=uniform)
+    if hooks.needs_shadow:
+        check_shadow(runner, hooks.needs_shadow)
     runner.reset()
     device = model.embedding_table().device
     n, p_len, g_len = len(prompts), max(len(p) for p in prompts), config.max_new_tokens
@@ -109,6 +111,11 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
     self_conditioning = bool(getattr(model, "self_conditioning", False))
     whole_batch = config.rng == "batch"  # see the forward below
     keep_logits = hooks.needs_logits or self_conditioning
+    # The forward's extras (`workbench.decoding.cache`), returned after the block's logits in the same tensor.
+    extras = {"shadow": True} if hooks.needs_shadow else {}
+    if hooks.needs_lookahead and getattr(runner, "supports_lookahead", False):
+        extras["lookahead"] = True
+    split = bool(hooks.needs_shadow or hooks.needs_lookahead)
 
     # Canvas: left-padded prompts, then generated positions (open until committed).
     blank = model.mask_id if model.mask_id is not None else model.pad_id
@@ -167,7 +174,7 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
             running = state.running  # (B,)
             block_rng.running = running
             embeds = hooks.embed_state(state, model)  # (B, L, D)
-            extra = {}
+            extra = dict(extras)
             if whole_batch and not everyone:
                 # The batch stream keeps generate's shapes: every row of the block is forwarded (a finished
                 # row's logits are dropped), so no row's numbers depend on which others finished.
@@ -179,6 +186,15 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
                     extra["self_conditioning"] = None if state.step == 0 else (
                         state.logits if everyone else state.logits[running])
                 logits = runner.forward(embeds if everyone else embeds[running], running, **extra)  # (b, L, V)
+            if split:  # [block ; shadow block ; lookahead (maybe none)] along the positions
+                length, wide = state.length, logits.to(torch.promote_types(logits.dtype, torch.float32))
+                shadow = wide[:, length:2 * length] if hooks.needs_shadow else None
+                ahead = wide[:, 2 * length if shadow is not None else length:]
+                logits = logits[:, :length]
+                if shadow is not None:
+                    state.shadow_logits = shadow if everyone else state.shadow_logits.index_put((running,), shadow)
+                if hooks.needs_lookahead:
+                    state.lookahead_logits = ahead if everyone else state.lookahead_logits.index_put((running,), ahead)
             state.step += 1
             state.steps = state.steps + (1 if everyone else running.long())
             logits = hooks.process_logits(state, logits.to(torch.promote_types(logits.dtype, torch.float32)))

@@ -407,6 +407,10 @@ class Hooks:
         self.needs_logits = any(getattr(p, "needs_logits", False) for p in plugins)
         self._forward_needs = [(name, f) for name, p in pm.list_name_plugin()
                                if callable(f := getattr(p, "forwards_per_block", None))]
+        # The forward's extras (`workbench.decoding.cache`): named plugins, for the error when one is unavailable.
+        self.needs_shadow = ", ".join(sorted(repr(pm.get_name(p)) for p in plugins
+                                             if getattr(p, "needs_shadow", False)))
+        self.needs_lookahead = any(getattr(p, "needs_lookahead", False) for p in plugins)
         self._guard: contract.StateGuard | None = None
         # Plugins seen drawing from torch's global generator (plugin -> first hook): their samples depend on
         # what else drew before them, so a rerun or another batch need not reproduce them.

@@ -156,6 +156,12 @@ class BlockState:
         probs: (B, L, V) float32, only when a registered plugin has `needs_probs = True` (else reading it raises).
         logits: (B, L, V) float32, the latest forward's logits after `process_logits`, only when a plugin has
             `needs_logits = True` or the model takes self-conditioning (else reading it raises).
+        shadow_logits: (B, L, V) float32, only when a plugin has `needs_shadow = True`: the latest forward's logits
+            at WINO's shadow block, i.e. position j predicted with position j hidden (raw, before
+            `process_logits`; see `workbench.decoding.cache`).
+        lookahead_logits: (B, A, V) float32, only when a plugin has `needs_lookahead = True`: the latest
+            forward's logits at the A positions right after the block (raw; up to one block length; A = 0 where
+            the forward computes none: block-causal models, KV caches, the last block).
         revoked: (B, L) bool, token positions sent back to open at the latest step (`revoke`).
         promoted: (B, L) bool, positions promoted at the latest step, the core's fallback included.
         fallback: (B, L) bool, the positions of `promoted` that the core's progress fallback chose.
@@ -212,6 +218,8 @@ class BlockState:
     # probs / logits behind properties, so that reading them without asking says what to set.
     _probs: torch.Tensor | None = attrs.field(default=None, alias="probs")
     _logits: torch.Tensor | None = attrs.field(default=None, alias="logits")
+    _shadow_logits: torch.Tensor | None = attrs.field(default=None, alias="shadow_logits")
+    _lookahead_logits: torch.Tensor | None = attrs.field(default=None, alias="lookahead_logits")
     # open_masks of the last (is_mask, active, done) it was computed from: read ~4 times per step (promote,
     # its contract check, the progress fallback, plugins), it is a handful of ops each time otherwise.
     _open_memo: tuple | None = attrs.field(default=None, init=False, repr=False)
@@ -282,6 +290,28 @@ class BlockState:
     @logits.setter
     def logits(self, value: torch.Tensor | None) -> None:
         self._logits = value
+
+    @property
+    def shadow_logits(self) -> torch.Tensor:
+        if self._shadow_logits is None:
+            raise AttributeError("state.shadow_logits is not computed for this decode: a plugin that reads the "
+                                 "shadow block sets the class attribute `needs_shadow = True`")
+        return self._shadow_logits
+
+    @shadow_logits.setter
+    def shadow_logits(self, value: torch.Tensor | None) -> None:
+        self._shadow_logits = value
+
+    @property
+    def lookahead_logits(self) -> torch.Tensor:
+        if self._lookahead_logits is None:
+            raise AttributeError("state.lookahead_logits is not kept for this decode: a plugin that reads them "
+                                 "sets the class attribute `needs_lookahead = True`")
+        return self._lookahead_logits
+
+    @lookahead_logits.setter
+    def lookahead_logits(self, value: torch.Tensor | None) -> None:
+        self._lookahead_logits = value
 
     @property
     def has_probs(self) -> bool:

@@ -56,6 +56,12 @@ class Denoiser(Protocol):
             (N, L, V) logits in float32 or the model's dtype.
         """
 
+    # Optional extras the loop looks for (not part of the protocol's required surface):
+    # `denoise_kv` (a slice against a KV cache, `workbench.decoding.cache.CachedDenoiser`), `make_runner`,
+    # `noise` / `noise_range()`, `self_conditioning`, `eos_ids`, `decode_defaults()`, and
+    # `denoise_masked(inputs_embeds, *, position_ids, attn_mask)`: logits of a canvas with explicit position ids
+    # (N, Q) and an (N, 1, Q, Q) bool attention mask, which WINO's shadow block needs (`needs_shadow`).
+
 
 class ModelInputsDenied(RuntimeError):
     """A plugin asked the model for something this decode does not have (e.g. a mask embedding on a

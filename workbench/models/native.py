@@ -194,6 +194,12 @@ class NativeDenoiser(PreTrainedModel):
         mask = decode_attention_mask(block_ids, valid, self.block_causal)
         return self.forward(inputs_embeds=inputs_embeds, position_ids=position_ids_from_valid(valid), attn_mask=mask)
 
+    def denoise_masked(self, inputs_embeds, *, position_ids, attn_mask):
+        """Logits (N, Q, V) of a layout the canvas's block ids cannot describe (WINO's shadow block, see
+        `workbench.decoding.cache`): position ids (N, Q) long and an (N, 1, Q, Q) bool mask, True = may
+        attend. `denoise` is this with the canvas's own mask and positions."""
+        return self.forward(inputs_embeds=inputs_embeds, position_ids=position_ids, attn_mask=attn_mask)
+
     def denoise_kv(self, inputs_embeds, *, position_ids, attn_mask, cache, start, stop, logits=slice(None)):
         """Forward of canvas positions [start, start + L) against a key/value cache (`workbench.decoding.cache`).
 
