@@ -6,7 +6,8 @@ implementation becomes a `PluginRuntimeError` naming the plugin, the hook and th
 (the original exception is chained, so the traceback stays available). `StateGuard` catches a plugin that
 writes the core's state (the rule: plugins write only their stash) from tensor version counters.
 
-The checks are a handful of tensor reductions per step, never per token.
+The checks are a handful of tensor reductions per step, never per token; the value checks (finite embeddings
+and logits) share one host sync per step (`StepValues`).
 """
 
 from __future__ import annotations
@@ -115,22 +116,14 @@ def check_fill_block(result, state: BlockState, plugin: str) -> torch.Tensor:
 
 
 def check_embed_state(result, state: BlockState, table: torch.Tensor, plugin: str) -> torch.Tensor:
+    """Shape and dtype at once; the values (finite, of a sane size) with the step's logits, in
+    `StepValues.check`, so one host sync per step covers every value check."""
     hook = "embed_state"
     _tensor(result, plugin, hook, "(B, L, D)")
     _shape(result, (state.batch_size, state.length, table.shape[1]), plugin, hook, "(B, L, D)")
     if result.dtype != table.dtype:
         _fail(plugin, hook, "dtype", f"returned {result.dtype}, the model's embeddings are {table.dtype}",
               "cast with .to(model.embedding_table().dtype)")
-    # One reduction and one scalar read per step: the largest magnitude (NaN propagates through amax, so a
-    # NaN anywhere makes it NaN). Huge-but-finite values are refused by size, not only when a sum overflows.
-    biggest = float(result.detach().abs().amax())
-    if not math.isfinite(biggest):
-        _fail(plugin, hook, "finite", "returned NaN or inf embeddings", "guard divisions (add an epsilon)")
-    scale = table_scale(table)
-    if biggest > HUGE_EMBEDDING_FACTOR * max(scale, 1e-12):
-        _fail(plugin, hook, "sane size", f"returned embeddings up to {biggest:.3g}, {biggest / max(scale, 1e-12):.3g} "
-              f"times the largest entry of the embedding table; the forward would overflow",
-              "build inputs from model.embedding_table() rows (convex mixtures keep their scale)")
     return result
 
 
@@ -145,41 +138,75 @@ def table_scale(table: torch.Tensor) -> float:
     return seen[2]
 
 
-def _first_bad_position(peak: torch.Tensor) -> tuple[int, int]:
-    bad = ~torch.isfinite(peak)  # (b, L)
-    return _first(bad)
-
-
-def check_model_logits(logits: torch.Tensor) -> None:
-    """The forward's own logits (b, L, V): every position needs a finite maximum. A model that returns NaN or
-    inf is not a plugin's fault, so this is a `ValueError` naming the model, before any plugin reads them."""
-    peak = logits.detach().amax(-1)  # (b, L); NaN anywhere in a row makes its max NaN
-    if not bool(torch.isfinite(peak).all()):
-        row, pos = _first_bad_position(peak)
-        raise ValueError(f"the model's forward returned non-finite logits (row {row} position {pos}: max "
-                         f"{float(peak[row, pos])}); the checkpoint is broken or its dtype overflows (try "
-                         f"--dtype float32)")
-
-
 def check_process_logits(result, logits: torch.Tensor, plugin: str) -> torch.Tensor:
+    """Shape and dtype at once; finiteness in `StepValues.check`."""
     hook = "process_logits"
     _tensor(result, plugin, hook, "(b, L, V)")
     _shape(result, tuple(logits.shape), plugin, hook, "(b, L, V): the running rows' logits")
     if not result.dtype.is_floating_point:
         _fail(plugin, hook, "dtype", f"returned {result.dtype}, expected floating logits",
               "return the (transformed) logits tensor you were given")
-    # Every position's distribution needs a finite maximum: NaN anywhere, +inf, or a row banned entirely
-    # (all -inf) make its softmax NaN, and every later number would be wrong. One reduction per step.
-    peak = result.detach().amax(-1)  # (b, L)
-    if not bool(torch.isfinite(peak).all()):
-        row, pos = _first_bad_position(peak)
+    return result
+
+
+class StepValues:
+    """The value checks of one step, read with a single host sync (a GPU keeps working until then):
+
+    - the embeddings `embed_state` returned: finite, and at most `HUGE_EMBEDDING_FACTOR` times the embedding
+      table's largest entry (one `amax`: NaN propagates through it, and huge-but-finite values are refused by
+      size);
+    - the forward's own logits: a finite maximum at every position (a model returning NaN is named as the model,
+      not as a plugin);
+    - the `process_logits` answer: a finite maximum at every position (NaN anywhere, +inf, or a position whose
+      every logit is -inf would make its softmax NaN, and every later number wrong).
+
+    `embedded` and `forwarded` queue reductions; `check` reads them all at once, before anything reads the
+    processed logits, and raises naming the first culprit in the order the values were made.
+    """
+
+    __slots__ = ("embeds", "embed_plugin", "scale", "raw_peak")
+
+    def __init__(self) -> None:
+        self.embeds = self.embed_plugin = self.raw_peak = None
+        self.scale = 0.0
+
+    def embedded(self, embeds: torch.Tensor, table: torch.Tensor, plugin: str) -> None:
+        self.embeds, self.embed_plugin, self.scale = embeds, plugin, table_scale(table)
+
+    def forwarded(self, logits: torch.Tensor) -> None:
+        """Called before `process_logits`, which may change the logits in place."""
+        self.raw_peak = logits.detach().amax(-1)  # (b, L); NaN anywhere in a row makes its max NaN
+
+    def check(self, processed: torch.Tensor, plugin: str) -> None:
+        peak = processed.detach().amax(-1)  # (b, L)
+        limit = HUGE_EMBEDDING_FACTOR * max(self.scale, 1e-12)
+        parts = [torch.isfinite(self.raw_peak).all(), torch.isfinite(peak).all()]
+        if self.embeds is not None:
+            biggest = self.embeds.detach().abs().amax().float()
+            parts = [torch.isfinite(biggest) & (biggest <= limit)] + parts
+        if all(torch.stack(parts).tolist()):  # the step's one read for all value checks
+            return
+        if self.embeds is not None and not parts[0]:
+            biggest = float(self.embeds.detach().abs().amax())
+            if not math.isfinite(biggest):
+                _fail(self.embed_plugin, "embed_state", "finite", "returned NaN or inf embeddings",
+                      "guard divisions (add an epsilon)")
+            _fail(self.embed_plugin, "embed_state", "sane size",
+                  f"returned embeddings up to {biggest:.3g}, {biggest / max(self.scale, 1e-12):.3g} times the largest "
+                  f"entry of the embedding table; the forward would overflow",
+                  "build inputs from model.embedding_table() rows (convex mixtures keep their scale)")
+        if not bool(torch.isfinite(self.raw_peak).all()):
+            row, pos = _first(~torch.isfinite(self.raw_peak))
+            raise ValueError(f"the model's forward returned non-finite logits (row {row} position {pos}: max "
+                             f"{float(self.raw_peak[row, pos])}); the checkpoint is broken or its dtype overflows "
+                             f"(try --dtype float32)")
+        row, pos = _first(~torch.isfinite(peak))
         value = float(peak[row, pos])
         what = ("NaN logits" if math.isnan(value) else "a +inf logit" if value > 0
                 else "a position whose every logit is -inf (no token left to choose)")
-        _fail(plugin, hook, "finite logits", f"returned {what} at running row {row} position {pos}",
+        _fail(plugin, "process_logits", "finite logits", f"returned {what} at running row {row} position {pos}",
               "ban tokens with -inf but leave each position at least one finite logit, force a token with a large "
               "finite value rather than +inf, and guard divisions")
-    return result
 
 
 def check_revoke(result, state: BlockState, plugin: str) -> torch.Tensor:

@@ -394,8 +394,8 @@ class Hooks:
     - with `guard(state)` set, each call of a plugin outside the project's own modules is followed by a
       check that it wrote no core state tensor (`contract.StateGuard`); in `on_generation_end`, that it
       changed nothing the core measured in the results (`contract.ResultsGuard`);
-    - the forward's logits are checked finite before `process_logits`, its answer after
-      (`contract.check_model_logits`, `check_process_logits`).
+    - the embeddings, the forward's logits and the `process_logits` answer are checked finite (and the
+      embeddings of a sane size) with one host sync per step (`contract.StepValues`).
     """
 
     def __init__(self, pm: pluggy.PluginManager):
@@ -412,6 +412,7 @@ class Hooks:
                                              if getattr(p, "needs_shadow", False)))
         self.needs_lookahead = any(getattr(p, "needs_lookahead", False) for p in plugins)
         self._guard: contract.StateGuard | None = None
+        self._values = contract.StepValues()  # the step's value checks, read in one host sync
         # Plugins seen drawing from torch's global generator (plugin -> first hook): their samples depend on
         # what else drew before them, so a rerun or another batch need not reproduce them.
         self.global_draws: dict[str, str] = {}
@@ -523,12 +524,16 @@ class Hooks:
 
     def embed_state(self, state, model):
         result, plugin = self._decide("embed_state", {"state": state, "model": model})
-        return contract.check_embed_state(result, state, model.embedding_table(), plugin)
+        table = model.embedding_table()
+        self._values.embedded(result, table, plugin)  # its values are read with the step's logits
+        return contract.check_embed_state(result, state, table, plugin)
 
     def process_logits(self, state, logits):
-        contract.check_model_logits(logits)  # before a plugin may change them in place: blame the right one
+        self._values.forwarded(logits)  # before a plugin may change them in place: blame the right one
         result, plugin = self._decide("process_logits", {"state": state, "logits": logits})
-        return contract.check_process_logits(result, logits, plugin)
+        contract.check_process_logits(result, logits, plugin)
+        self._values.check(result, plugin)
+        return result
 
     def revoke(self, state):
         result, plugin = self._decide("revoke", {"state": state})
