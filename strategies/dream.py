@@ -78,6 +78,8 @@ class Dream:
 
     name: ClassVar[str] = "dream"
     main_threshold: ClassVar[str] = "steps_per_token"
+    # `workbench ablate`'s default sweep of the main knob (steps per generated position: one token per step, then two, then four).
+    tau_grid: ClassVar[tuple[float, ...]] = (1.0, 0.5, 0.25)
     needs_logits: ClassVar[bool] = True  # Dream's own filters and softmax run on the processed logits
 
     alg: str = attrs.field(default="origin", validator=attrs.validators.in_(ALGS))

@@ -77,6 +77,8 @@ class EntropyBounded:
 
     name: ClassVar[str] = "eb"
     main_threshold: ClassVar[str] = "gamma"  # an entropy budget in nats, not a probability (see docs)
+    # `workbench ablate`'s default sweep of the main knob (entropy budgets in nats, careful to parallel).
+    tau_grid: ClassVar[tuple[float, ...]] = (0.001, 0.01, 0.1, 1.0)
     needs_logits: ClassVar[bool] = True  # entropies from the processed logits, as the reference computes them
     claims: ClassVar[tuple[str, ...]] = ("monotonicity",)  # promoted tokens are never revised
 

@@ -106,6 +106,8 @@ class Klass:
 
     name: ClassVar[str] = "klass"
     main_threshold: ClassVar[str] = "conf_threshold"
+    # `workbench ablate`'s default sweep of the main knob (confidence thresholds, careful to parallel).
+    tau_grid: ClassVar[tuple[float, ...]] = (0.95, 0.9, 0.7)
     needs_logits: ClassVar[bool] = True  # float64 distributions of the processed logits, as upstream
     needs_lookahead: ClassVar[bool] = True  # the next block's distributions: the scores cross blocks
     claims: ClassVar[tuple[str, ...]] = ("monotonicity",)  # an unmasked token never changes

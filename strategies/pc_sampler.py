@@ -90,6 +90,8 @@ class PCSampler:
 
     name: ClassVar[str] = "pc-sampler"
     main_threshold: ClassVar[str] = "lambd"  # no threshold: --tau sets the position decay (see docs)
+    # `workbench ablate`'s default sweep of the main knob (the position decay; it does not change TPF (its fixed steps do), so one TPF).
+    tau_grid: ClassVar[tuple[float, ...]] = (0.0, 0.25, 1.0)
     claims: ClassVar[tuple[str, ...]] = ("monotonicity",)  # promoted tokens are never revised
 
     lambd: float = attrs.field(default=0.25, validator=non_negative)

@@ -166,6 +166,8 @@ class ReMDM:
 
     name: ClassVar[str] = "remdm"
     main_threshold: ClassVar[str] = "eta"
+    # `workbench ablate`'s default sweep of the main knob (remasking strength: MDLM, the authors' default, stronger).
+    tau_grid: ClassVar[tuple[float, ...]] = (0.0, 0.02, 0.1)
     needs_logits: ClassVar[bool] = True  # x_theta is the distribution of the processed logits
     claims: ClassVar[tuple[str, ...]] = ()  # it remasks: neither contiguity nor monotonicity holds
 

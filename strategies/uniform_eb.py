@@ -71,6 +71,8 @@ class UniformEB:
 
     name: ClassVar[str] = "uniform-eb"
     main_threshold: ClassVar[str] = "entropy_bound"
+    # `workbench ablate`'s default sweep of the main knob (entropy bounds (nats), careful to parallel).
+    tau_grid: ClassVar[tuple[float, ...]] = (0.01, 0.1, 1.0)
     needs_probs: ClassVar[bool] = True  # the denoiser canvas is sampled from the full distribution
     needs_logits: ClassVar[bool] = True  # entropies and the argmax canvas come from the processed logits
     claims: ClassVar[tuple[str, ...]] = ()

@@ -90,6 +90,8 @@ class Wino:
 
     name: ClassVar[str] = "wino"
     main_threshold: ClassVar[str] = "threshold"
+    # `workbench ablate`'s default sweep of the main knob (wide-in draft thresholds, careful to parallel).
+    tau_grid: ClassVar[tuple[float, ...]] = (0.9, 0.6, 0.3)
     needs_logits: ClassVar[bool] = True  # float64 confidences and the argmax of the logits, as upstream
     needs_shadow: ClassVar[bool] = True  # the verification rides in the same forward
     claims: ClassVar[tuple[str, ...]] = ()  # tokens are revoked: neither monotone nor a contiguous suffix

@@ -117,7 +117,7 @@ def test_bad_jsonl_names_file_and_line(tmp_path, content, needle):
 
 
 def test_missing_jsonl_file(tmp_path):
-    with pytest.raises(TaskFileError, match="no such task file"):
+    with pytest.raises(TaskFileError, match=r"--task .*: no such file"):
         load_task(f"jsonl:{tmp_path / 'absent.jsonl'}")
 
 

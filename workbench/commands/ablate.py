@@ -28,13 +28,19 @@ from workbench.models.folders import ModelLoadError, default_model_path
 
 HELP = "decode the strategy x trainer x tau x seed grid on the same samples; resumable"
 DEFAULT_LIMIT = 500
+# The mission's four: the default grid (`--strategies all` adds every other installed strategy).
+DEFAULT_STRATEGIES = ("spd", "hard", "threshold", "hierarchical")
 
 
 def add_arguments(parser) -> None:
     grid = parser.add_argument_group("grid")
-    grid.add_argument("--strategies", default="spd,hard,threshold,hierarchical", help="comma-separated strategies")
+    grid.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES),
+                      help="comma-separated strategies, or `all`: every installed strategy with a main threshold, "
+                           "those that cannot decode the models skipped with the reason (the leaderboard)")
     grid.add_argument("--trainers", default="mdlm,oput,uniform", help="comma-separated trainers (one model each)")
-    grid.add_argument("--tau", default="0.95,0.5,0", help="comma-separated main thresholds in [0, 1]")
+    grid.add_argument("--tau", default=None,
+                      help="comma-separated main thresholds in [0, 1] for every strategy (default: each strategy's "
+                           "own grid, its `tau_grid`, else 0.95,0.5,0)")
     grid.add_argument("--seeds", default="0", help="comma-separated decoding seeds")
     grid.add_argument("--model-dir", default=None, metavar="DIR",
                       help="folder with one model subfolder per trainer, or per trainer one subfolder seed<K> per "
@@ -129,8 +135,40 @@ def main(args) -> int:
         return _main(args)
 
 
+def refusal(err: BaseException) -> str | None:
+    """The one-line reason when `err` is a strategy refusing the model it was given (a built-in's ValueError or
+    a missing model capability), else None (a bug, or a plugin breaking the contract: not skipped)."""
+    from workbench.cli import one_line
+    from workbench.decoding.contract import PluginContractError, PluginRuntimeError
+    from workbench.models.base import ModelInputsDenied
+
+    if isinstance(err, PluginRuntimeError):
+        return one_line(err.error) if err.about_input else None
+    if isinstance(err, PluginContractError):
+        return None
+    if isinstance(err, (ModelInputsDenied, ValueError)):
+        return one_line(err)
+    return None
+
+
+def leaderboard_strategies() -> list[str]:
+    """`--strategies all`: every installed strategy that has a main threshold (so a grid), builtins first."""
+    from workbench.decoding.registry import StrategyParamError, strategy_names, strategy_threshold_param
+
+    names = []
+    for name in strategy_names():
+        try:
+            strategy_threshold_param(name)
+        except StrategyParamError:
+            continue
+        names.append(name)
+    return names
+
+
 def _main(args) -> int:
-    from workbench.decoding.registry import decision_providers, make_manager, strategy_threshold_param
+    from workbench.decoding.registry import (
+        decision_providers, make_manager, strategy_tau_grid, strategy_threshold_param,
+    )
     from workbench.results.evaluate import RunSpec, evaluate
     from workbench.results.grid import CellResult, expand, parse_list, parse_seeds, parse_taus
     from workbench.results.provenance import observer_files, task_identity
@@ -138,16 +176,18 @@ def _main(args) -> int:
     from workbench.results.store import ResultsStore, checkpoint_hash, config_key
     from workbench.runtime.distributed import is_main
 
-    strategies = parse_list(args.strategies, "strategies")
+    everything = args.strategies.strip() == "all"
+    strategies = leaderboard_strategies() if everything else parse_list(args.strategies, "strategies")
     trainers = parse_list(args.trainers, "trainers")
-    taus = parse_taus(args.tau)
+    taus = ({s: strategy_tau_grid(s) for s in strategies} if args.tau is None
+            else dict.fromkeys(strategies, parse_taus(args.tau)))
     seeds = parse_seeds(args.seeds)
     check_decoding_counts(args)  # --limit, --batch-size, --block-size, --gen-length: before any model loads
     if args.reference is not None:  # a reference outside the grid would only show after decoding everything
-        check_reference(args.reference, {s: set(taus) for s in strategies})
+        check_reference(args.reference, {s: set(t) for s, t in taus.items()})
     per_strategy = strategy_params(strategies, args.set)
     for s in strategies:  # build one manager per strategy now so a bad parameter fails before any model loads
-        make_manager(s, params={**per_strategy[s], strategy_threshold_param(s): taus[0]}, plugin_files=args.plugin)
+        make_manager(s, params={**per_strategy[s], strategy_threshold_param(s): taus[s][0]}, plugin_files=args.plugin)
     paths = model_paths(trainers, args.model_dir)
     labels = list(paths)  # trainers, with one label per training seed where DIR/<trainer> holds seed folders
     cells = expand(strategies, labels, taus, seeds)
@@ -194,9 +234,10 @@ def _main(args) -> int:
                 decoded[0] += n
                 bar.advance(job, n)
 
+            skipped: dict[tuple[str, str], str] = {}  # (strategy, trainer) -> why it cannot decode that model
             for wait in (False, True):
                 for i, (cell, manager, counter, spec) in enumerate(jobs):
-                    if i in finished:
+                    if i in finished or (cell.strategy, cell.trainer) in skipped:
                         continue
                     bar.update(job, description=cell.label)
                     model, tokenizer, _ = models[cell.trainer]
@@ -206,15 +247,25 @@ def _main(args) -> int:
                                                 sample_extras=counter.extras, wait=wait)
                     except RunBusy:
                         continue
+                    except Exception as err:
+                        reason = refusal(err) if everything else None
+                        if reason is None:
+                            raise
+                        skipped[cell.strategy, cell.trainer] = reason  # the leaderboard goes on without it
+                        bar.advance(job, len(examples))
+                        continue
                     finished[i] = CellResult(key=key, config=spec.config(decision_providers(manager)),
                                              samples=tuple(samples))
-            results = [finished[i] for i in range(len(jobs))]
-            reused = len(jobs) * len(examples) - decoded[0]
+            results = [finished[i] for i in range(len(jobs)) if i in finished]
+            reused = len(results) * len(examples) - decoded[0]
     elapsed = time.perf_counter() - t0
     if not is_main():
         return 0
 
+    for (strategy, trainer), reason in skipped.items():  # said with the grid, never silently missing
+        print(f"skipped {strategy} on {trainer}: {reason}", file=sys.stderr)
     report = build_report(results, args.reference or DEFAULT_REFERENCE)
+    report["skipped"] = [{"strategy": s, "trainer": t, "reason": r} for (s, t), r in skipped.items()]
     fmt = "json" if args.json else args.format
     text = render(report, fmt)
     if text is not None:

@@ -170,6 +170,18 @@ def strategy_threshold_param(name: str) -> str:
     return main
 
 
+# The thresholds `workbench ablate` sweeps for a strategy that declares no `tau_grid` of its own.
+DEFAULT_TAU_GRID = (0.95, 0.5, 0.0)
+
+
+def strategy_tau_grid(name: str) -> tuple[float, ...]:
+    """The values of its main knob that trace strategy `name`'s speed/quality curve: its class attribute
+    `tau_grid` (ordered from careful to parallel), else `DEFAULT_TAU_GRID`."""
+    strategy_threshold_param(name)  # a strategy without a main threshold has no grid
+    grid = getattr(_strategy_target(_load_strategy_module(name)), "tau_grid", None)
+    return tuple(float(t) for t in grid) if grid else DEFAULT_TAU_GRID
+
+
 def _build_strategy(name: str, module: ModuleType, params: Mapping[str, Any]) -> object:
     target = _strategy_target(module)
     if not attrs.has(target):

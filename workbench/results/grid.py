@@ -22,7 +22,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -77,9 +77,10 @@ class Cell:
         return f"{self.strategy} × {self.trainer} τ={self.tau:g} seed {self.seed}"
 
 
-def expand(strategies: Sequence[str], trainers: Sequence[str], taus: Sequence[float], seeds: Sequence[int]
-           ) -> list[Cell]:
-    """Every strategy x trainer x tau x seed, trainer outermost (one model in use at a time).
+def expand(strategies: Sequence[str], trainers: Sequence[str], taus: Sequence[float] | Mapping[str, Sequence[float]],
+           seeds: Sequence[int]) -> list[Cell]:
+    """Every strategy x trainer x tau x seed, trainer outermost (one model in use at a time). `taus`: one grid
+    for every strategy, or each strategy's own (`{strategy: taus}`).
 
     Unknown strategies and strategies without a main threshold raise `PluginError` (one line, exit 2)."""
     known = strategy_names()
@@ -87,8 +88,9 @@ def expand(strategies: Sequence[str], trainers: Sequence[str], taus: Sequence[fl
         if s not in known:
             raise PluginError(f"unknown strategy {s!r} in --strategies; valid names: {', '.join(known)}")
         strategy_threshold_param(s)  # raises when --tau does not apply
+    grid = taus if isinstance(taus, Mapping) else {s: taus for s in strategies}
     return [Cell(strategy=s, trainer=t, tau=tau, seed=seed)
-            for t in trainers for s in strategies for tau in taus for seed in seeds]
+            for t in trainers for s in strategies for tau in grid[s] for seed in seeds]
 
 
 # -- cells read back from stored runs ---------------------------------------------------------------------------

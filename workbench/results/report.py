@@ -186,9 +186,10 @@ def build_report(cells: list[CellResult], reference: str = DEFAULT_REFERENCE) ->
                 curves[r["method"]].append((r["tpf"], r["accuracy"]))
         values = task_aup(curves)
         for method in sorted(values, key=lambda m: -values[m]):
-            r0 = next(r for r in rows if r["task"] == task and r["method"] == method)
+            members = [r for r in rows if r["task"] == task and r["method"] == method and r["accuracy"] is not None]
+            r0 = members[0]
             aups.append({"task": task, "method": method, "strategy": r0["strategy"], "trainer": r0["trainer"],
-                         "aup": values[method], "points": sorted(curves[method])})
+                         "aup": values[method], "points": sorted(curves[method]), "fastest": fastest_kept(members)})
         for rank, entry in enumerate((e for e in aups if e["task"] == task), start=1):
             entry["rank"] = rank
     by_method = {(e["task"], e["method"]): e["aup"] for e in aups}
@@ -196,6 +197,18 @@ def build_report(cells: list[CellResult], reference: str = DEFAULT_REFERENCE) ->
         r["aup"] = by_method.get((r["task"], r["method"]))
     public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     return {"reference": reference, "cells": public, "aup": aups}
+
+
+def fastest_kept(rows: list[dict]) -> dict:
+    """A method's most parallel point that AUP keeps: the tau cell with the highest TPF among those within
+    `AUP_DROP` accuracy points of its lowest-TPF cell (d3LLM's rule), as {tau, accuracy, tpf, tpf_total}. It is
+    what the leaderboard shows beside the AUP: how fast the method goes without losing more than 5 points."""
+    from workbench.results.metrics import AUP_DROP
+
+    ordered = sorted(rows, key=lambda r: r["tpf"])
+    floor = ordered[0]["accuracy"] - AUP_DROP
+    best = max((r for r in ordered if r["accuracy"] >= floor), key=lambda r: r["tpf"])
+    return {"tau": best["tau"], "accuracy": best["accuracy"], "tpf": best["tpf"], "tpf_total": best["tpf_total"]}
 
 
 def task_aup(curves: dict[str, list[tuple[float, float]]]) -> dict[str, float]:
@@ -275,11 +288,19 @@ def _columns(report: dict, with_ci: bool) -> tuple[list[str], list[list[str]]]:
 
 def _aup_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     tasks = {e["task"] for e in report["aup"]}
-    head = ["rank"] + (["task"] if len(tasks) > 1 else []) + ["method", "AUP", "points (TPF, acc %)"]
+    head = ["rank"] + (["task"] if len(tasks) > 1 else []) + [
+        "method", "AUP", "fastest within 5 pts: acc % / TPF / TPF_total (tau)", "points (TPF, acc %)"]
     body = [[str(e["rank"])] + ([e["task"]] if len(tasks) > 1 else []) + [
-        e["method"], f"{e['aup']:.2f}", " ".join(f"({x:.2f}, {y:.1f})" for x, y in e["points"])]
+        e["method"], f"{e['aup']:.2f}", _fastest_text(e["fastest"]),
+        " ".join(f"({x:.2f}, {y:.1f})" for x, y in e["points"])]
         for e in report["aup"]]
     return head, body
+
+
+def _fastest_text(point: dict) -> str:
+    from workbench.results.grid import fmt_tau
+
+    return f"{point['accuracy']:.1f} / {point['tpf']:.2f} / {point['tpf_total']:.2f} ({fmt_tau(point['tau'])})"
 
 
 FOOTNOTE = ("vs ref: exact McNemar p against the reference cell on the same samples; * p < 0.05, ** p < 0.01. "
