@@ -102,11 +102,23 @@ class CanvasRunner:
 
     mode = "none"
     separate_prefill = False
+    # Rows may leave the running set at any forward, the first included (a fully pre-filled block).
+    partial_first_forward = True
 
     def __init__(self, model: Denoiser, *, uniform: bool = False):
         self.model = model
         # Uniform-state canvas: positions after the block hold noise tokens (the loop draws them), not masks.
         self.uniform = uniform
+        # The canvas view (`canvas_view` plugins): set by the loop to the first generated canvas position,
+        # the forward then keeps `self.canvas_logits` (n, G, V), the logits of every generated position.
+        self.canvas_from: int | None = None
+        self.canvas_logits: torch.Tensor | None = None
+
+    @property
+    def whole_canvas(self) -> bool:
+        """Whether every forward computes every generated position, so the canvas view can be given: on a
+        bidirectional model (a block-causal one is forwarded only up to the current block)."""
+        return not self.model.block_causal
 
     def future(self, ids: torch.Tensor, hi: int, end: int) -> torch.Tensor:
         """(b, end - hi, D) inputs of the not-yet-decoded positions [hi, end) a bidirectional model sees."""
@@ -129,13 +141,17 @@ class CanvasRunner:
         self.block_ids, self.valid = block_ids[:, :end], valid[:, :end]
         return 0
 
-    def forward(self, block_embeds: torch.Tensor, running: torch.Tensor) -> torch.Tensor:
-        """block_embeds: (n, L, D) for the rows `running` (b,) bool of the block. Returns (n, L, V)."""
+    def forward(self, block_embeds: torch.Tensor, running: torch.Tensor,
+                after: torch.Tensor | None = None) -> torch.Tensor:
+        """block_embeds: (n, L, D) for the rows `running` (b,) bool of the block; `after` (n, T - hi, D): the
+        inputs of the positions after the block (the canvas view), else the runner's own. Returns (n, L, V)."""
         prefix, suffix, block_ids, valid = self.prefix, self.suffix, self.block_ids, self.valid
         if block_embeds.shape[0] != running.shape[0]:  # some rows finished (shape test: no host sync)
             prefix, suffix, block_ids, valid = prefix[running], suffix[running], block_ids[running], valid[running]
-        x = torch.cat([prefix, block_embeds, suffix], dim=1)  # (n, end, D)
+        x = torch.cat([prefix, block_embeds, suffix if after is None else after], dim=1)  # (n, end, D)
         logits = self.model.denoise(x, block_ids=block_ids, valid=valid)  # (n, end, V)
+        if self.canvas_from is not None:  # a copy: process_logits may edit the block's logits in place
+            self.canvas_logits = logits[:, self.canvas_from:].clone()
         return logits[:, self.lo:self.hi]
 
     def end_block(self, keep: torch.Tensor) -> None:
@@ -149,6 +165,14 @@ def running_index(running: torch.Tensor, n: int) -> torch.Tensor:
 
 class _CachedRunner(CanvasRunner):
     """Shared bookkeeping: the cache, and its running-row subset reused while the running set is unchanged."""
+
+    # The block-start forward carries every row (committed ids enter the cache, or the cache is refreshed),
+    # and later forwards compute only the block (and, for Fast-dLLM's prefix cache, a suffix): no canvas view.
+    partial_first_forward = False
+
+    @property
+    def whole_canvas(self) -> bool:
+        return False
 
     def __init__(self, model: CachedDenoiser, *, uniform: bool = False):
         super().__init__(model, uniform=uniform)

@@ -407,6 +407,9 @@ class Hooks:
         self.needs_logits = any(getattr(p, "needs_logits", False) for p in plugins)
         self._forward_needs = [(name, f) for name, p in pm.list_name_plugin()
                                if callable(f := getattr(p, "forwards_per_block", None))]
+        # The canvas view (`canvas_view = True`): plugins that read every generated position's logits and may
+        # feed the positions after the block, where the forward computes them (workbench.decoding.loop).
+        self.canvas_readers = [pm.get_name(p) for p in plugins if getattr(p, "canvas_view", False)]
         self._guard: contract.StateGuard | None = None
         # Plugins seen drawing from torch's global generator (plugin -> first hook): their samples depend on
         # what else drew before them, so a rerun or another batch need not reproduce them.

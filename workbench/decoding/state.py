@@ -156,6 +156,13 @@ class BlockState:
         probs: (B, L, V) float32, only when a registered plugin has `needs_probs = True` (else reading it raises).
         logits: (B, L, V) float32, the latest forward's logits after `process_logits`, only when a plugin has
             `needs_logits = True` or the model takes self-conditioning (else reading it raises).
+        canvas_logits: (B, G, V) float32, the latest forward's logits at every generated position (G =
+            `config.max_new_tokens`; as the model returned them: `process_logits` sees only the block's), only
+            with the canvas view (else reading it raises).
+        canvas_view: whether this decode gives the canvas view: a registered plugin asks for it (class or
+            instance attribute `canvas_view = True`) and the forward computes every generated position (a
+            bidirectional model decoded without a KV cache). Then `canvas_logits` is kept and `embed_state`
+            may also give the inputs of the `after` generated positions after the block.
         revoked: (B, L) bool, token positions sent back to open at the latest step (`revoke`).
         promoted: (B, L) bool, positions promoted at the latest step, the core's fallback included.
         fallback: (B, L) bool, the positions of `promoted` that the core's progress fallback chose.
@@ -212,6 +219,8 @@ class BlockState:
     # probs / logits behind properties, so that reading them without asking says what to set.
     _probs: torch.Tensor | None = attrs.field(default=None, alias="probs")
     _logits: torch.Tensor | None = attrs.field(default=None, alias="logits")
+    _canvas_logits: torch.Tensor | None = attrs.field(default=None, alias="canvas_logits")
+    canvas_view: bool = False
     # open_masks of the last (is_mask, active, done) it was computed from: read ~4 times per step (promote,
     # its contract check, the progress fallback, plugins), it is a handful of ops each time otherwise.
     _open_memo: tuple | None = attrs.field(default=None, init=False, repr=False)
@@ -282,6 +291,23 @@ class BlockState:
     @logits.setter
     def logits(self, value: torch.Tensor | None) -> None:
         self._logits = value
+
+    @property
+    def canvas_logits(self) -> torch.Tensor:
+        if self._canvas_logits is None:
+            raise AttributeError("state.canvas_logits is not kept for this decode: a plugin that reads every "
+                                 "generated position sets `canvas_view = True`, and only a bidirectional model "
+                                 "decoded without a KV cache computes them (check state.canvas_view)")
+        return self._canvas_logits
+
+    @canvas_logits.setter
+    def canvas_logits(self, value: torch.Tensor | None) -> None:
+        self._canvas_logits = value
+
+    @property
+    def after(self) -> int:
+        """Generated positions after this block (what a canvas-view `embed_state` also gives inputs for)."""
+        return self.config.max_new_tokens - self.start - self.length
 
     @property
     def has_probs(self) -> bool:
