@@ -19,6 +19,10 @@ BUILTIN_STRATEGIES: tuple[tuple[str, str], ...] = (
     ("spd", "strategies.spd"),
     ("uniform-eb", "strategies.uniform_eb"),
     ("remdm", "strategies.remdm"),
+    ("prophet", "strategies.prophet"),
+    ("credit", "strategies.credit"),
+    ("iter-smooth", "strategies.iter_smooth"),
+    ("hierarchy-remask", "strategies.hierarchy_remask"),
 )
 
 
