@@ -1,5 +1,5 @@
-"""Golden transcripts for dInfer's decoders that no other strategy covers: `credit`, `iter-smooth`,
-`hierarchy-remask`.
+"""Golden transcripts for dInfer's decoders: `credit`, `iter-smooth`, `hierarchy-remask` (no other strategy
+covers them), and dInfer's threshold and hierarchy decoders for `threshold` and `hierarchical`.
 
     python benchmarks/reference/record_dinfer.py --upstream /work/refs/dInfer
 
@@ -16,6 +16,9 @@ runs a decoder (`python/dinfer/decoding/parallel_strategy.py`) inside a diffusio
   `ThresholdParallelDecoder`: MASK positions are fed `E(mask) + w * softmax(logits) @ E` from the previous
   forward (the model's `h2e`), `w` growing from `cont_weight_init` by `cont_weight_growth` per forward up to
   `cont_weight`, and the threshold decays from 1 by `threshold_decay` per forward down to the decoder's.
+- `threshold` / `hierarchical` (`tests/reference/{threshold,hierarchical}/dinfer.json`):
+  `ThresholdParallelDecoder` and `HierarchyDecoder` (the engine's two `parallel_decoding` choices) in
+  `BlockWiseDiffusionLLM`, replayed with `mask_logit=keep`.
 - `hierarchy-remask`: `get_transfer_index_hierarchy_remask` in `generate_hierarchy`'s loop
   (`decoding="hierarchy_remasking"`): hierarchical span maxima over the MASK positions plus the block's
   decoded positions whose current top-1 probability fell below `remask_threshold`, which are re-decoded or
@@ -159,9 +162,9 @@ def left_padded(batch: list[list[int]]) -> tuple[torch.Tensor, list[int]]:
 
 
 def engine_runs(make_engine, view: EngineView, batch: list[list[int]], gen_length: int, block_length: int,
-                name: str) -> tuple[list[dict], list[list[int]]]:
-    """(batch1 rows, batch8 ids) of an engine built fresh for every run by `make_engine()` (decoders keep
-    per-block state between calls)."""
+                name: str, batched: bool = True) -> tuple[list[dict], list[list[int]] | None]:
+    """(batch1 rows, batch8 ids or None) of an engine built fresh for every run by `make_engine()` (decoders
+    keep per-block state between calls)."""
     rows = []
     for i, prompt in enumerate(batch):
         view.reset()
@@ -172,6 +175,8 @@ def engine_runs(make_engine, view: EngineView, batch: list[list[int]], gen_lengt
         check_no_mask(generated, f"{name} row {i}")
         # The engine stops after the block that holds the first EOS (early_stop), as the workbench does.
         rows.append({"ids": tiny.cut_after_eos(generated), "nfe": engine.num_forwards})
+    if not batched:
+        return rows, None
     view.reset()
     ids, view.pads = left_padded(batch)
     out = make_engine().generate(ids, gen_length=gen_length, block_length=block_length)
@@ -308,12 +313,60 @@ def record_hierarchy_remask(up, view: EngineView, batch: list[list[int]]) -> lis
     return cases
 
 
+# dInfer's decoders the builtins cover: ThresholdParallelDecoder (`threshold --set mask_logit=keep`) and
+# HierarchyDecoder (`hierarchical --set mask_logit=keep`), in the same engine. (name, decoder, settings).
+COVERED_CASES = {
+    "threshold": (("threshold0.9", {"threshold": 0.9}), ("threshold0.6", {"threshold": 0.6})),
+    "hierarchical": (("guide_pair", {"threshold": 0.92, "low_threshold": 0.62}),
+                     ("class_low", {"threshold": 0.9, "low_threshold": 0.4})),
+}
+
+
+def record_covered(strategy: str):
+    """Recorder of a builtin's dInfer transcript (see COVERED_CASES)."""
+    def record(up, view: EngineView, batch: list[list[int]]) -> list[dict]:
+        gen_length, block_length = CREDIT_SHAPE
+        cases = []
+        for name, settings in COVERED_CASES[strategy]:
+            def make_engine():
+                decoder = (up.parallel_strategy.ThresholdParallelDecoder if strategy == "threshold" else
+                           up.parallel_strategy.HierarchyDecoder)(temperature=0, mask_id=tiny.MASK, eos_id=tiny.EOS,
+                                                                  **settings)
+                return up.generate_uniform.BlockWiseDiffusionLLM(
+                    view, decoder, up.utils.BlockIteratorFactory(start_block_align=False), early_stop=True,
+                    maximum_unroll=1)
+            if strategy == "threshold":
+                rows, batched = engine_runs(make_engine, view, batch, gen_length, block_length, f"{strategy} {name}")
+                params = {"tau": settings["threshold"], "mask_logit": "keep"}
+            else:  # HierarchyDecoder asserts a batch of one
+                rows, batched = engine_runs(make_engine, view, batch, gen_length, block_length, f"{strategy} {name}",
+                                            batched=False)
+                params = {**settings, "mask_logit": "keep"}
+            cases.append({
+                "name": name,
+                "upstream_settings": {"class": "ThresholdParallelDecoder" if strategy == "threshold" else
+                                      "HierarchyDecoder", "engine": "BlockWiseDiffusionLLM", **settings,
+                                      "temperature": 0, "gen_length": gen_length, "block_length": block_length,
+                                      "early_stop": True, "maximum_unroll": 1, "start_block_align": False,
+                                      "cache": None},
+                "workbench": {"params": params,
+                              "decode": {"block_size": block_length, "max_new_tokens": gen_length,
+                                         "max_forwards_per_block": 4 * block_length}},
+                "prompts": batch, "batch1": rows, **({"batch8": batched} if batched else {})})
+        return cases
+    return record
+
+
 RECORDINGS = (  # (workbench strategy, file, what ran, recorder, model)
     ("credit", "python/dinfer/decoding/parallel_strategy.py", "CreditThresholdParallelDecoder", record_credit, SPEC),
     ("iter-smooth", "python/dinfer/decoding/generate_uniform.py", "IterSmoothDiffusionLLM", record_iter_smooth,
      SPEC),
     ("hierarchy-remask", "python/dinfer/decoding/parallel_strategy.py", "get_transfer_index_hierarchy_remask",
      record_hierarchy_remask, REMASK_SPEC),
+    ("threshold", "python/dinfer/decoding/parallel_strategy.py", "ThresholdParallelDecoder",
+     record_covered("threshold"), SPEC),
+    ("hierarchical", "python/dinfer/decoding/parallel_strategy.py", "HierarchyDecoder",
+     record_covered("hierarchical"), SPEC),
 )
 
 
