@@ -62,11 +62,9 @@ def factor_rule(state: BlockState, factor: float) -> torch.Tensor:
     return out.scatter_(1, order, prefix)
 
 
-def span_maxima(state: BlockState, low: float, high: float) -> torch.Tensor:
-    """Hierarchy-dLLM: split the open mask positions into maximal contiguous spans; take each span's most
-    confident position if conf > low (strict), every position with conf > high (strict), and always the
-    block's most confident open position."""
-    open_ = state.open_masks
+def span_first_maxima(state: BlockState, open_: torch.Tensor | None = None) -> torch.Tensor:
+    """The first most confident position of each maximal run of consecutive open positions. (B, L) bool."""
+    open_ = state.open_masks if open_ is None else open_
     b, length = open_.shape
     starts = open_ & ~torch.nn.functional.pad(open_, (1, 0))[:, :-1]  # first position of each span
     span = torch.where(open_, starts.long().cumsum(-1), 0)  # (B, L) span id, 0 = not open
@@ -79,8 +77,29 @@ def span_maxima(state: BlockState, low: float, high: float) -> torch.Tensor:
     before = torch.zeros(b, length + 1, dtype=torch.long, device=open_.device)
     before.scatter_reduce_(1, torch.where(starts, span, 0), torch.where(starts, seen - is_max.long(), 0),
                            reduce="amax")
-    first_max = is_max & (seen - before.gather(1, span) == 1)
-    return (first_max & (state.conf > low)) | (open_ & (state.conf > high)) | most_confident(state, open_)
+    return is_max & (seen - before.gather(1, span) == 1)
+
+
+def span_maxima(state: BlockState, low: float, high: float) -> torch.Tensor:
+    """Hierarchy-dLLM: split the open mask positions into maximal contiguous spans; take each span's most
+    confident position if conf > low (strict), every position with conf > high (strict), and always the
+    block's most confident open position."""
+    open_ = state.open_masks
+    return ((span_first_maxima(state, open_) & (state.conf > low)) | (open_ & (state.conf > high))
+            | most_confident(state, open_))
+
+
+def top_up(state: BlockState, chosen: torch.Tensor, need: torch.Tensor, open_: torch.Tensor | None = None
+           ) -> torch.Tensor:
+    """`chosen` (B, L) bool with the most confident other open positions added until each row has `need`
+    (B,) long chosen (or every open position). Ties go to the leftmost."""
+    open_ = state.open_masks if open_ is None else open_
+    scores = state.conf.masked_fill(~open_ | chosen, float("-inf"))  # the candidates still available
+    order = scores.argsort(dim=-1, descending=True, stable=True)  # (B, L) most confident first
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device)
+                                            .expand_as(order).contiguous())  # (B, L) each position's rank
+    missing = (need - chosen.sum(-1)).clamp(min=0)  # (B,)
+    return chosen | (open_ & ~chosen & (rank < missing[:, None]))
 
 
 def contiguous_prefix(state: BlockState, tau: float) -> torch.Tensor:

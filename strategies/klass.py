@@ -20,9 +20,9 @@ Per forward and row, with p_t a position's float64 distribution at this forward:
    block_length L, steps S) is `--block-size L --max-new-tokens G --max-forwards S*L/G` here.
 
 The scores cross blocks, as upstream's: at a block's first forward p_{t-1} is the previous block's last
-forward at the same positions (predicted as masks then). The loop provides them where the forward computes
-them (`needs_lookahead`: bidirectional models decoded without a cache); on block-causal models, under a KV
-cache and at the first block, p_{t-1} = 0, as at upstream's first block (never stable).
+forward at the same positions (predicted as masks then). The canvas view provides them where the forward
+computes them (`canvas_view`: bidirectional models decoded without a cache); on block-causal models, under a
+KV cache and at the first block, p_{t-1} = 0, as at upstream's first block (never stable).
 
 Defaults (the function's and the LLaDA evaluation script's): conf_threshold 0.9, kl_threshold 0.01,
 history_length 2, unmask all. `--tau` sets `conf_threshold`. Reference switches: `mask_logit=keep` (the
@@ -85,18 +85,19 @@ def first_look(state: BlockState, memory: Memory | None, mask_logit: str) -> tor
 
 
 def lookahead(state: BlockState) -> torch.Tensor | None:
-    """The forward's logits after the block; None on a state built without them (a hand-made test state)."""
-    try:
-        return state.lookahead_logits
-    except AttributeError:
+    """(B, A, V): the forward's logits at the positions right after the block, up to one block length, from
+    the canvas view; None where this decode has none (block-causal models, KV caches)."""
+    if not state.canvas_view:
         return None
+    first = state.start + state.length
+    return state.canvas_logits[:, first:first + state.length]
 
 
 def schedule(state: BlockState) -> torch.Tensor:
     """(B,) long, how many positions a step without a ready one unmasks: LLaDA's `get_num_transfer_tokens`,
     the block's active positions spread over the forward cap, the first steps one more."""
     active = state.active.sum(-1)  # (B,)
-    base, extra = active // state.config.cap, active % state.config.cap
+    base, extra = active // state.cap, active % state.cap
     return base + (state.step - 1 < extra).long()
 
 
@@ -109,7 +110,7 @@ class Klass:
     # `workbench ablate`'s default sweep of the main knob (confidence thresholds, careful to parallel).
     tau_grid: ClassVar[tuple[float, ...]] = (0.95, 0.9, 0.7)
     needs_logits: ClassVar[bool] = True  # float64 distributions of the processed logits, as upstream
-    needs_lookahead: ClassVar[bool] = True  # the next block's distributions: the scores cross blocks
+    canvas_view: ClassVar[bool] = True  # the next block's distributions (the canvas view): scores cross blocks
     claims: ClassVar[tuple[str, ...]] = ("monotonicity",)  # an unmasked token never changes
 
     conf_threshold: float = attrs.field(default=0.9, validator=unit_interval)

@@ -1,9 +1,10 @@
-"""The forward's extras: WINO's shadow block (`needs_shadow`) and the lookahead (`needs_lookahead`).
+"""The forward's extras: WINO's shadow block (`needs_shadow`), beside the canvas view (`canvas_view`, what
+KLASS reads across blocks).
 
 The shadow block must be exactly the call WINO's own code makes (same inputs, position ids and attention
 mask: bitwise equal logits), cost one counted forward, give the same decode under the exact prefix cache as
-uncached, and be refused, naming the plugin, where it cannot be appended. The lookahead must be the
-forward's own logits after the block, and empty where the forward computes none.
+uncached, and be refused, naming the plugin, where it cannot be appended. With both asked for, the canvas view
+must still be the forward's own logits at the positions after the block.
 """
 
 from __future__ import annotations
@@ -27,18 +28,18 @@ def native(block_causal: bool, dtype=torch.float64, seed: int = 4):
 
 
 class Recorder:
-    """Keeps what the forward's extras held at every step (and asks for both)."""
+    """Keeps what the forward's extras held at every step (and asks for the shadow and the canvas view)."""
 
     needs_shadow = True
-    needs_lookahead = True
+    canvas_view = True
 
     def __init__(self):
-        self.shadow, self.ahead = [], []
+        self.shadow, self.canvas = [], []
 
     @hookimpl
     def on_step_end(self, state: BlockState):
         self.shadow.append(state.shadow_logits.clone())
-        self.ahead.append(state.lookahead_logits.clone())
+        self.canvas.append(state.canvas_logits.clone() if state.canvas_view else None)
 
 
 def wino_mask(total: int, lo: int, length: int) -> torch.Tensor:
@@ -84,7 +85,7 @@ def test_shadow_is_one_counted_forward_and_cache_exact():
     assert [(r.ids, r.nfe, r.block_steps) for r in cached] == [(r.ids, r.nfe, r.block_steps) for r in plain]
     for a, b in zip(rec_plain.shadow, rec_cached.shadow):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
-    assert all(a.shape[1] == 0 for a in rec_plain.ahead)  # a block-causal forward computes nothing after
+    assert all(c is None for c in rec_plain.canvas)  # a block-causal forward gives no canvas view
 
 
 def test_shadow_costs_one_forward_per_step():
@@ -130,20 +131,18 @@ def test_scripted_denoiser_explicit_layout_is_its_own_rule():
     assert torch.equal(got, want)
 
 
-def test_lookahead_is_the_forwards_own_next_block():
+def test_with_the_shadow_the_canvas_view_is_still_the_forwards_own_logits():
     model = native(block_causal=False)
     recorder = Recorder()
     prompt, config = [5, 6, 7], DecodeConfig(block_size=4, max_new_tokens=12, cache="none")
-    (result,) = generate(model, [prompt], make_manager("threshold", extra_plugins=[recorder]), config)
-    # The first forward of block 1: the canvas is the prompt then 12 masks; its logits at [7, 11) are the
-    # lookahead of that step.
+    generate(model, [prompt], make_manager("threshold", extra_plugins=[recorder]), config)
+    # The first forward of block 1: the canvas is the prompt then 12 masks; its logits at canvas positions
+    # [7, 11) (generated positions [4, 8), the next block) are what KLASS reads across blocks.
     ids = torch.tensor([prompt + [MASK] * 12])
     valid = torch.ones_like(ids, dtype=torch.bool)
     full = model.denoise(model.embedding_table()[ids], block_ids=torch.zeros_like(ids), valid=valid)
-    torch.testing.assert_close(recorder.ahead[0], full[:, 7:11], rtol=1e-12, atol=1e-12)
-    steps = result.block_steps
-    assert all(a.shape[1] == 4 for a in recorder.ahead[:sum(steps[:2])])
-    assert all(a.shape[1] == 0 for a in recorder.ahead[sum(steps[:2]):])  # the last block has nothing after
+    torch.testing.assert_close(recorder.canvas[0][:, 4:8], full[:, 7:11].float())  # kept in float32
+    assert all(c.shape[1] == 12 for c in recorder.canvas)  # every generated position, every step
 
 
 def test_extras_are_not_readable_unless_asked():
@@ -152,9 +151,10 @@ def test_extras_are_not_readable_unless_asked():
     class Reader:
         @hookimpl
         def on_step_end(self, state):
-            for name in ("shadow_logits", "lookahead_logits"):
-                with pytest.raises(AttributeError, match="needs_"):
-                    getattr(state, name)
+            with pytest.raises(AttributeError, match="needs_shadow"):
+                state.shadow_logits  # noqa: B018
+            with pytest.raises(AttributeError, match="canvas_view"):
+                state.canvas_logits  # noqa: B018
             seen.append(state.step)
 
     generate(native(block_causal=True), [[5]], make_manager("threshold", extra_plugins=[Reader()]),

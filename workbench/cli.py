@@ -58,16 +58,6 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def one_line(err: BaseException) -> str:
-    """The message of a user error on one line. attrs validators raise ValueError(message, attribute, ...);
-    its str() is a dump of the whole tuple, so wherever it was quoted, only the message is kept."""
-    text = str(err)
-    for e in (err, err.__cause__, err.__context__):
-        if isinstance(e, ValueError) and len(e.args) > 1 and isinstance(e.args[0], str):
-            text = text.replace(str(e), e.args[0])
-    return " ".join(text.split())
-
-
 # What to do about an OSError while reading or writing a user's file, by errno.
 _OS_FIXES = {
     errno.ENOSPC: "the disk is full: free some space, then rerun the same command",
@@ -153,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             quiet_transformers()
             _short_warnings()
             errors = user_errors()
+            from workbench.commands.common import one_line  # user errors as one line (commands use it too)
         except BaseException as err:
             if not (startup.seen or isinstance(err, KeyboardInterrupt)):
                 raise

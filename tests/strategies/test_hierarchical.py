@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from transcripts import cases, check_case
 
 from workbench.authoring.properties import make_block_state as block_state
 from workbench.decoding.registry import StrategyParamError, make_manager
@@ -42,3 +43,18 @@ def test_strict_comparisons_and_high_threshold():
 def test_ties_take_the_first_maximum_of_a_span():
     state = block_state([[0.7, 0.7, 0.7]])
     assert promote("hierarchical", state, threshold=1.0) == [[True, False, False]]
+
+
+@pytest.mark.parametrize("transcript, case", cases("hierarchical"))
+def test_matches_dinfer_hierarchy_decoder(transcript, case):
+    """dInfer's HierarchyDecoder in its block-wise engine = `mask_logit=keep` (tests/reference/hierarchical)."""
+    check_case(transcript, case)
+
+
+def test_mask_logit_keep_leaves_a_chosen_mask_argmax_open():
+    from workbench.authoring.properties import MASK_ID
+
+    state = block_state([[0.95, 0.3, 0.7]], top=[[MASK_ID, 7, 7]])  # one span: its maximum 0 is MASK
+    result = make_manager("hierarchical", params={"mask_logit": "keep"}).get_plugin("hierarchical").promote(state)
+    assert result.positions.tolist() == [[False, False, False]] and result.fallback is False
+    assert promote("hierarchical", state) == [[True, False, False]]

@@ -47,7 +47,9 @@ def forward(plugin, stash, probs, *, step, block=1, is_mask=None, ahead=None):
     state = hand_state(probs=p.float(), is_mask=is_mask, step=step)
     state.stash, state.block_index = stash, block
     state.logits = p.log()
-    state.lookahead_logits = torch.zeros(1, 0, 8) if ahead is None else torch.tensor([ahead]).log()
+    if ahead is not None:  # the canvas view: this block's logits, then the next block's (what KLASS reads)
+        state.canvas_view = True
+        state.canvas_logits = torch.cat([p.log(), torch.tensor([ahead]).log()], dim=1)
     return plugin.promote(state).positions[0].tolist()
 
 
@@ -103,7 +105,7 @@ def test_unmask_max_conf_and_min_kl_choose_one_ready_position():
     assert results["min_kl"] == [False, False, True, False]  # score 0
 
 
-def test_scores_cross_blocks_through_the_lookahead():
+def test_scores_cross_blocks_through_the_canvas_view():
     """At block 2's first forward the previous distribution is block 1's last look at those positions: when it
     matches, a position can be ready at block 2's second forward (history 2); without it, it cannot."""
     plugin = klass(conf_threshold=0.8)
@@ -123,8 +125,8 @@ def test_schedule_spreads_the_block_over_the_cap_and_a_mask_argmax_stays_open():
     p = torch.tensor([probs], dtype=torch.float64)
     state = hand_state(probs=p.float(), step=1)
     state.config = DecodeConfig(block_size=4, max_forwards_per_block=2)  # 4 positions over 2 steps: 2, 2
+    state.cap = 2
     state.logits = p.log()
-    state.lookahead_logits = torch.zeros(1, 0, 8)
     # the two most confident are positions 2 (MASK, 0.9) and 1 (0.6); unmasking MASK changes nothing
     assert plugin.promote(state).positions[0].tolist() == [False, True, False, False]
 

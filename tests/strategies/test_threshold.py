@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from transcripts import cases, check_case
 import torch
 
 from workbench.decoding.loop import generate
@@ -120,3 +121,9 @@ def test_parity_with_reference_at_defaults(block_causal):
                 ours = generate(model, [prompt], pm(), config)[0]
                 ids, nfe = reference_fast_dllm(model, prompt, 12, 4, tau, margin=margin or None)
                 assert (ours.ids, ours.nfe) == (ids, nfe)
+
+
+@pytest.mark.parametrize("transcript, case", cases("threshold"))
+def test_matches_dinfer_threshold_decoder(transcript, case):
+    """dInfer's ThresholdParallelDecoder in its block-wise engine = `mask_logit=keep` (tests/reference/threshold)."""
+    check_case(transcript, case)

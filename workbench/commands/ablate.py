@@ -20,7 +20,7 @@ from pathlib import Path
 
 from workbench.commands.common import (
     add_canvas_arguments, add_chat_template_argument, add_placement_arguments, add_quiet_argument,
-    add_trust_argument, chat_template_for, check_decoding_counts, decode_config, parse_sets, placed_model,
+    add_trust_argument, chat_template_for, check_decoding_counts, decode_config, one_line, parse_sets, placed_model,
     showing_progress, task_for,
 )
 from workbench.results.report import DEFAULT_REFERENCE, FORMATS, build_report, check_reference, print_table, render
@@ -138,7 +138,6 @@ def main(args) -> int:
 def refusal(err: BaseException) -> str | None:
     """The one-line reason when `err` is a strategy refusing the model it was given (a built-in's ValueError or
     a missing model capability), else None (a bug, or a plugin breaking the contract: not skipped)."""
-    from workbench.cli import one_line
     from workbench.decoding.contract import PluginContractError, PluginRuntimeError
     from workbench.models.base import ModelInputsDenied
 

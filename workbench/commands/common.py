@@ -227,3 +227,13 @@ __all__ = ["strategy_params", "task_for", "decode_config", "add_model_arguments"
            "add_placement_arguments", "add_canvas_arguments", "add_trust_argument", "placed_model", "check_decoding_counts",
            "model_training_info",
            "add_chat_template_argument", "chat_template_for"]
+
+
+def one_line(err: BaseException) -> str:
+    """The message of a user error on one line. attrs validators raise ValueError(message, attribute, ...);
+    its str() is a dump of the whole tuple, so wherever it was quoted, only the message is kept."""
+    text = str(err)
+    for e in (err, err.__cause__, err.__context__):
+        if isinstance(e, ValueError) and len(e.args) > 1 and isinstance(e.args[0], str):
+            text = text.replace(str(e), e.args[0])
+    return " ".join(text.split())

@@ -25,18 +25,17 @@ Modes (`DecodeConfig.cache`, `make_runner`):
   refuses `prefix` / `dual` (`CacheUnavailable`): a requested cache is done or refused, never dropped silently.
   `workbench run` keys a run on the mode actually used (`resolve_mode`), not on the one asked for.
 
-Extras a plugin may ask for (`needs_shadow`, `needs_lookahead`, see `workbench.decoding.hookspecs`), returned
-after the block's logits in the same tensor, in this order:
-- the shadow block (WINO): `forward(..., shadow=True)` appends L inputs, the mask embedding at the block's
+What a plugin may ask a forward for beyond the block's logits (see `workbench.decoding.hookspecs`):
+- the shadow block (WINO, `needs_shadow`), returned after the block's logits in the same tensor: `forward(..., shadow=True)` appends L inputs, the mask embedding at the block's
   position ids, to the same forward; canvas queries never see them, shadow query j sees what block position
   j sees except position j itself, and the whole shadow. So one forward also predicts every block position
   with that position hidden. The model needs `denoise_masked` (explicit position ids and attention mask; the
   native model has it); `CanvasRunner` and `BlockCausalCache` append it (the cache writes the shadow's
   keys/values in the slots after the block, which the next block's first forward overwrites), Fast-dLLM's
   approximate caches refuse it (`supports_shadow`).
-- the lookahead: `forward(..., lookahead=True)` also returns the logits of the positions after the block that
-  the forward computed anyway, up to one block length: only `CanvasRunner` on a bidirectional model (the
-  others compute none and return nothing more).
+- the canvas view (`canvas_view`): `CanvasRunner` on a bidirectional model computes every generated position
+  anyway; with `canvas_from` set it keeps their logits (`canvas_logits`) and takes the inputs of the positions
+  after the block from the plugin (`forward(..., after=...)`). Cached runners compute only the block: no view.
 
 Batches. Prompts are LEFT-padded to the longest one (padding invalid: never attended to, skipped by
 position ids). Left padding puts every row's block k at the same canvas columns, so a block is one slice
@@ -150,12 +149,23 @@ class CanvasRunner:
     mode = "none"
     separate_prefill = False
     supports_shadow = True
-    supports_lookahead = True  # forward takes `lookahead` (and returns the positions it computed, maybe none)
+    # Rows may leave the running set at any forward, the first included (a fully pre-filled block).
+    partial_first_forward = True
 
     def __init__(self, model: Denoiser, *, uniform: bool = False):
         self.model = model
         # Uniform-state canvas: positions after the block hold noise tokens (the loop draws them), not masks.
         self.uniform = uniform
+        # The canvas view (`canvas_view` plugins): set by the loop to the first generated canvas position,
+        # the forward then keeps `self.canvas_logits` (n, G, V), the logits of every generated position.
+        self.canvas_from: int | None = None
+        self.canvas_logits: torch.Tensor | None = None
+
+    @property
+    def whole_canvas(self) -> bool:
+        """Whether every forward computes every generated position, so the canvas view can be given: on a
+        bidirectional model (a block-causal one is forwarded only up to the current block)."""
+        return not self.model.block_causal
 
     def future(self, ids: torch.Tensor, hi: int, end: int) -> torch.Tensor:
         """(b, end - hi, D) inputs of the not-yet-decoded positions [hi, end) a bidirectional model sees."""
@@ -179,24 +189,25 @@ class CanvasRunner:
         return 0
 
     def forward(self, block_embeds: torch.Tensor, running: torch.Tensor, *, shadow: bool = False,
-                lookahead: bool = False) -> torch.Tensor:
-        """block_embeds: (n, L, D) for the rows `running` (b,) bool of the block. Returns (n, L, V): the
-        block's logits, followed by the shadow block's (L more, `shadow`) and the lookahead's (the positions
-        after the block up to one block length, `lookahead`; none on a block-causal model)."""
+                after: torch.Tensor | None = None) -> torch.Tensor:
+        """block_embeds: (n, L, D) for the rows `running` (b,) bool of the block; `after` (n, T - hi, D): the
+        inputs of the positions after the block (the canvas view), else the runner's own. Returns (n, L, V): the
+        block's logits, followed by the shadow block's (L more) with `shadow`. With the canvas view on
+        (`canvas_from`), `self.canvas_logits` keeps every generated position's logits."""
         prefix, suffix, block_ids, valid = self.prefix, self.suffix, self.block_ids, self.valid
         if block_embeds.shape[0] != running.shape[0]:  # some rows finished (shape test: no host sync)
             prefix, suffix, block_ids, valid = prefix[running], suffix[running], block_ids[running], valid[running]
         lo, hi = self.lo, self.hi
-        x = torch.cat([prefix, block_embeds, suffix], dim=1)  # (n, end, D)
+        x = torch.cat([prefix, block_embeds, suffix if after is None else after], dim=1)  # (n, end, D)
         if shadow:
             logits = self._shadow_forward(x, block_embeds, block_ids, valid)  # (n, end + L, V)
         else:
             logits = self.model.denoise(x, block_ids=block_ids, valid=valid)  # (n, end, V)
+        if self.canvas_from is not None:  # a copy: process_logits may edit the block's logits in place
+            self.canvas_logits = logits[:, self.canvas_from:x.shape[1]].clone()
         out = [logits[:, lo:hi]]
         if shadow:
             out.append(logits[:, -block_embeds.shape[1]:])
-        if lookahead:
-            out.append(logits[:, hi:min(x.shape[1], 2 * hi - lo)])
         return out[0] if len(out) == 1 else torch.cat(out, dim=1)
 
     def _shadow_forward(self, x, block_embeds, block_ids, valid) -> torch.Tensor:
@@ -220,6 +231,14 @@ def running_index(running: torch.Tensor, n: int) -> torch.Tensor:
 
 class _CachedRunner(CanvasRunner):
     """Shared bookkeeping: the cache, and its running-row subset reused while the running set is unchanged."""
+
+    # The block-start forward carries every row (committed ids enter the cache, or the cache is refreshed),
+    # and later forwards compute only the block (and, for Fast-dLLM's prefix cache, a suffix): no canvas view.
+    partial_first_forward = False
+
+    @property
+    def whole_canvas(self) -> bool:
+        return False
 
     def __init__(self, model: CachedDenoiser, *, uniform: bool = False):
         super().__init__(model, uniform=uniform)
@@ -269,7 +288,7 @@ class BlockCausalCache(_CachedRunner):
         self.mask = decode_attention_mask(block_ids[:, :hi], valid[:, :hi], True)  # (b, 1, hi, hi)
         return 0
 
-    def forward(self, block_embeds, running, *, shadow: bool = False, lookahead: bool = False):
+    def forward(self, block_embeds, running, *, shadow: bool = False):
         lo, hi = self.lo, self.hi
         first = self.pending is not None
         if first:  # first step: every row runs; committed hard ids enter the cache

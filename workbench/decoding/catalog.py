@@ -24,6 +24,10 @@ BUILTIN_STRATEGIES: tuple[tuple[str, str], ...] = (
     ("pc-sampler", "strategies.pc_sampler"),
     ("wino", "strategies.wino"),
     ("klass", "strategies.klass"),
+    ("prophet", "strategies.prophet"),
+    ("credit", "strategies.credit"),
+    ("iter-smooth", "strategies.iter_smooth"),
+    ("hierarchy-remask", "strategies.hierarchy_remask"),
 )
 
 

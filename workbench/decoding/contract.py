@@ -120,7 +120,13 @@ def check_embed_state(result, state: BlockState, table: torch.Tensor, plugin: st
     `StepValues.check`, so one host sync per step covers every value check."""
     hook = "embed_state"
     _tensor(result, plugin, hook, "(B, L, D)")
-    _shape(result, (state.batch_size, state.length, table.shape[1]), plugin, hook, "(B, L, D)")
+    # With the canvas view the inputs may also cover every generated position after the block.
+    if not (state.canvas_view and result.dim() == 3 and result.shape[1] == state.length + state.after):
+        _shape(result, (state.batch_size, state.length, table.shape[1]), plugin, hook,
+               "(B, L, D)" + (f", or (B, L + {state.after}, D) with the canvas view" if state.canvas_view else ""))
+    elif (result.shape[0], result.shape[2]) != (state.batch_size, table.shape[1]):
+        _shape(result, (state.batch_size, state.length + state.after, table.shape[1]), plugin, hook,
+               "(B, L + after, D): the block and every generated position after it")
     if result.dtype != table.dtype:
         _fail(plugin, hook, "dtype", f"returned {result.dtype}, the model's embeddings are {table.dtype}",
               "cast with .to(model.embedding_table().dtype)")
@@ -295,7 +301,7 @@ def check_commit(result, state: BlockState, plugin: str) -> torch.Tensor:
 
 # Core-owned fields a plugin may read but never write or replace.
 GUARDED = ("ids", "is_mask", "active", "top", "conf", "prev_top", "_probs", "_logits", "_shadow_logits",
-           "_lookahead_logits", "revoked", "promoted",
+           "_canvas_logits", "revoked", "promoted",
            "fallback", "waived", "converged", "finishing", "done", "steps", "rows", "sample_ids", "context",
            "context_valid")
 

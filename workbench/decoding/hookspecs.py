@@ -4,6 +4,7 @@ Per generation, `generate` decodes blocks left to right. Per block, for the rows
 
     state = BlockState(...)                  # every position of the block is an open position
     fill_block(state)                        # decision: tokens fixed before decoding         (B, L) long
+    <rows with every position fixed are done (no forward), where the runner allows>
     while some row of the block is not done:
         embed_state(state, model)            # decision: input embeddings of the block     (B, L, D)
         <forward of the active rows>         # core: the block's logits                     (b, L, V)
@@ -39,11 +40,17 @@ A plugin that runs a fixed schedule declares the forwards a block of length L ne
 `--max-forwards` sets one.
 A plugin that needs the full output distribution sets the class attribute `needs_probs = True`
 (the core then fills `state.probs` (B, L, V) float32), one that needs the processed logits
-`needs_logits = True` (`state.logits`); otherwise reading them raises. Two extras ride in the same forward
-(one call, one counted forward; `workbench.decoding.cache`): `needs_shadow = True` appends WINO's shadow block
+`needs_logits = True` (`state.logits`); otherwise reading them raises. WINO's shadow block rides in the same
+forward (one call, one counted forward; `workbench.decoding.cache`): `needs_shadow = True` appends it
 (`state.shadow_logits` (B, L, V): each block position predicted with itself hidden; refused where the runner or
-model cannot append it), `needs_lookahead = True` keeps the logits of the positions after the block that the
-forward computed (`state.lookahead_logits` (B, A, V), A = 0 where none: block-causal models, KV caches).
+model cannot append it).
+
+The canvas view: a plugin with `canvas_view = True` (a class or instance attribute) reads and feeds the
+whole generation where the forward computes it (a bidirectional model decoded without a KV cache;
+`state.canvas_view` says whether this decode does): the core keeps `state.canvas_logits` (B, G, V), the
+forward's logits at every generated position, and `embed_state` may return the inputs of the block and of
+the `state.after` generated positions after it (Prophet's early commit of later blocks, dInfer's smoothed
+inputs of the whole canvas, KLASS's scores across blocks). Elsewhere the plugin runs on the block alone.
 """
 
 from __future__ import annotations
@@ -73,7 +80,9 @@ def fill_block(state: BlockState) -> torch.Tensor | None:
     Returns:
         (B, L) long: a token id at each position to fix, `workbench.decoding.state.FREE` (-1) at positions to decode;
         or None to defer. Stops at first non-None result. Fixed positions become inactive token positions
-        (`state.active` False): no hook can promote, revoke or commit anything else there.
+        (`state.active` False): no hook can promote, revoke or commit anything else there. A row whose
+        every position is fixed has nothing to decode: it is done at once and spends no forward on the block
+        (except with a KV cache whose block-start forward carries every row: there it runs that forward).
 
     Enforced: shape (B, L), integer dtype, values in [0, vocab_size) or FREE, never the mask id.
 
@@ -98,9 +107,12 @@ def embed_state(state: BlockState, model: Denoiser) -> torch.Tensor | None:
 
     Returns:
         (B, L, D) floating tensor in the dtype of `model.embedding_table()`, or None to defer to the
-        next implementation. Stops at first non-None result.
+        next implementation. Stops at first non-None result. With the canvas view (`state.canvas_view`) it
+        may be (B, L + state.after, D): also the inputs of every generated position after the block, which
+        the forward then reads instead of the runner's (mask embeddings, or noise on a uniform canvas).
 
-    Enforced: shape (B, L, D), dtype of the embedding table, finite values of a sane size.
+    Enforced: shape (B, L, D) (or the canvas view's), dtype of the embedding table, finite values of a sane
+        size.
 
     Default: hard embeddings: the input of every position is E(state.ids) (e_mask at open positions of an
         absorbing-state canvas, the noise token's embedding on a uniform-state one).

@@ -71,6 +71,14 @@ def cut_after_eos(ids: list[int], eos_id: int | Sequence[int]) -> list[int]:
     return ids if first is None else ids[:first + 1]
 
 
+def rows_into(previous: torch.Tensor | None, value: torch.Tensor, running: torch.Tensor) -> torch.Tensor:
+    """`value` (b, ...) of the running rows written into the block's (B, ...) tensor, out of place (hooks may
+    keep the previous one); zeros where no forward has written yet (rows done at block start)."""
+    if previous is None:
+        previous = value.new_zeros((running.shape[0], *value.shape[1:]))
+    return previous.index_put((running,), value)
+
+
 def fallback(state: BlockState, promoted: torch.Tensor) -> torch.Tensor:
     """Progress guarantee: rows with open positions that promoted nothing get their most confident one."""
     open_masks = state.open_masks
@@ -111,11 +119,11 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
     self_conditioning = bool(getattr(model, "self_conditioning", False))
     whole_batch = config.rng == "batch"  # see the forward below
     keep_logits = hooks.needs_logits or self_conditioning
-    # The forward's extras (`workbench.decoding.cache`), returned after the block's logits in the same tensor.
+    # WINO's shadow block (`workbench.decoding.cache`), returned after the block's logits in the same tensor.
     extras = {"shadow": True} if hooks.needs_shadow else {}
-    if hooks.needs_lookahead and getattr(runner, "supports_lookahead", False):
-        extras["lookahead"] = True
-    split = bool(hooks.needs_shadow or hooks.needs_lookahead)
+    # The canvas view: plugins that ask for it read every generated position's logits and may feed the
+    # positions after the block, on runners whose forward computes them all (bidirectional, no cache).
+    canvas_view = bool(hooks.canvas_readers) and bool(getattr(runner, "whole_canvas", False))
 
     # Canvas: left-padded prompts, then generated positions (open until committed).
     blank = model.mask_id if model.mask_id is not None else model.pad_id
@@ -138,6 +146,8 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
     seconds = [0.0] * n
     stash = Stash()
     total = p_len + g_len
+    if canvas_view:
+        runner.canvas_from = p_len
 
     for k, (start, end) in enumerate(config.block_spans(), start=1):
         rows = alive.nonzero().squeeze(1)  # (B,)
@@ -156,7 +166,7 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
                                        mask_id=model.mask_id, vocab_size=model.vocab_size, config=config,
                                        stash=stash, sample_ids=sids[rows_d], ids=open_ids, noise=kind,
                                        rng=block_rng, model=model, context=canvas[rows_d, :lo],
-                                       context_valid=valid[rows_d, :lo])
+                                       context_valid=valid[rows_d, :lo], canvas_view=canvas_view)
         hooks.guard(state)
         fill = hooks.fill_block(state)  # (B, L) long or None
         if fill is not None:
@@ -168,13 +178,23 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
         no_revocation, no_waiver = state.revoked, state.waived
         context_forwards[rows] += runner.start_block(canvas[rows_d], valid[rows_d], block_ids[rows_d], lo, hi)
         n_running = state.batch_size  # rows still refining this block; the running set only shrinks
+        if fill is not None and getattr(runner, "partial_first_forward", False):
+            # A row whose every position fill_block fixed has nothing to decode: no forward (runners whose
+            # block-start forward must carry every row run it once; it changes nothing).
+            empty = ~state.active.any(-1)  # (B,)
+            if bool(empty.any()):
+                state.done = empty
+                n_running -= int(empty.sum())
         all_rows = torch.ones_like(state.done)
         while n_running:
             everyone = n_running == state.batch_size  # a Python int: no host sync, no row indexing
             running = state.running  # (B,)
             block_rng.running = running
-            embeds = hooks.embed_state(state, model)  # (B, L, D)
+            embeds = hooks.embed_state(state, model)  # (B, L, D), or (B, L + after, D) with the canvas view
             extra = dict(extras)
+            if embeds.shape[1] != state.length:  # the canvas view: inputs of the positions after the block too
+                embeds, after = embeds[:, :state.length], embeds[:, state.length:]
+                extra["after"] = after if everyone or whole_batch else after[running]
             if whole_batch and not everyone:
                 # The batch stream keeps generate's shapes: every row of the block is forwarded (a finished
                 # row's logits are dropped), so no row's numbers depend on which others finished.
@@ -186,17 +206,19 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
                     extra["self_conditioning"] = None if state.step == 0 else (
                         state.logits if everyone else state.logits[running])
                 logits = runner.forward(embeds if everyone else embeds[running], running, **extra)  # (b, L, V)
-            if split:  # [block ; shadow block ; lookahead (maybe none)] along the positions
-                length, wide = state.length, logits.to(torch.promote_types(logits.dtype, torch.float32))
-                shadow = wide[:, length:2 * length] if hooks.needs_shadow else None
-                ahead = wide[:, 2 * length if shadow is not None else length:]
+            if hooks.needs_shadow:  # [block ; shadow block] along the positions
+                length = state.length
+                shadow = logits[:, length:].to(torch.promote_types(logits.dtype, torch.float32))
                 logits = logits[:, :length]
-                if shadow is not None:
-                    state.shadow_logits = shadow if everyone else state.shadow_logits.index_put((running,), shadow)
-                if hooks.needs_lookahead:
-                    state.lookahead_logits = ahead if everyone else state.lookahead_logits.index_put((running,), ahead)
+                state.shadow_logits = shadow if everyone else state.shadow_logits.index_put((running,), shadow)
             state.step += 1
             state.steps = state.steps + (1 if everyone else running.long())
+            if canvas_view:  # the forward's logits at every generated position, before process_logits
+                # reads the step (whole_batch: every row ran)
+                seen = runner.canvas_logits.float()
+                if not everyone:
+                    seen = rows_into(state._canvas_logits, seen[running] if whole_batch else seen, running)
+                state.canvas_logits = seen
             logits = hooks.process_logits(state, logits.to(torch.promote_types(logits.dtype, torch.float32)))
             drawing = []  # block rows whose generators draw `top` (only a temperature samples)
             if config.temperature > 0:
@@ -209,9 +231,9 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
                 state.top = state.top.index_put((running,), top)
                 state.conf = state.conf.index_put((running,), conf)
             if probs is not None:
-                state.probs = probs if everyone else state.probs.index_put((running,), probs)
+                state.probs = probs if everyone else rows_into(state._probs, probs, running)
             if keep_logits:
-                state.logits = logits if everyone else state.logits.index_put((running,), logits)
+                state.logits = logits if everyone else rows_into(state._logits, logits, running)
 
             revoked = hooks.revoke(state)  # (B, L) bool or None
             if revoked is None:

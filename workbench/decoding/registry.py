@@ -419,10 +419,12 @@ class Hooks:
         self.needs_logits = any(getattr(p, "needs_logits", False) for p in plugins)
         self._forward_needs = [(name, f) for name, p in pm.list_name_plugin()
                                if callable(f := getattr(p, "forwards_per_block", None))]
-        # The forward's extras (`workbench.decoding.cache`): named plugins, for the error when one is unavailable.
+        # WINO's shadow block (`workbench.decoding.cache`): named plugins, for the error when it is unavailable.
         self.needs_shadow = ", ".join(sorted(repr(pm.get_name(p)) for p in plugins
                                              if getattr(p, "needs_shadow", False)))
-        self.needs_lookahead = any(getattr(p, "needs_lookahead", False) for p in plugins)
+        # The canvas view (`canvas_view = True`): plugins that read every generated position's logits and may
+        # feed the positions after the block, where the forward computes them (workbench.decoding.loop).
+        self.canvas_readers = [pm.get_name(p) for p in plugins if getattr(p, "canvas_view", False)]
         self._guard: contract.StateGuard | None = None
         self._values = contract.StepValues()  # the step's value checks, read in one host sync
         # Plugins seen drawing from torch's global generator (plugin -> first hook): their samples depend on

@@ -159,9 +159,13 @@ class BlockState:
         shadow_logits: (B, L, V) float32, only when a plugin has `needs_shadow = True`: the latest forward's logits
             at WINO's shadow block, i.e. position j predicted with position j hidden (raw, before
             `process_logits`; see `workbench.decoding.cache`).
-        lookahead_logits: (B, A, V) float32, only when a plugin has `needs_lookahead = True`: the latest
-            forward's logits at the A positions right after the block (raw; up to one block length; A = 0 where
-            the forward computes none: block-causal models, KV caches, the last block).
+        canvas_logits: (B, G, V) float32, the latest forward's logits at every generated position (G =
+            `config.max_new_tokens`; as the model returned them: `process_logits` sees only the block's), only
+            with the canvas view (else reading it raises).
+        canvas_view: whether this decode gives the canvas view: a registered plugin asks for it (class or
+            instance attribute `canvas_view = True`) and the forward computes every generated position (a
+            bidirectional model decoded without a KV cache). Then `canvas_logits` is kept and `embed_state`
+            may also give the inputs of the `after` generated positions after the block.
         revoked: (B, L) bool, token positions sent back to open at the latest step (`revoke`).
         promoted: (B, L) bool, positions promoted at the latest step, the core's fallback included.
         fallback: (B, L) bool, the positions of `promoted` that the core's progress fallback chose.
@@ -219,7 +223,8 @@ class BlockState:
     _probs: torch.Tensor | None = attrs.field(default=None, alias="probs")
     _logits: torch.Tensor | None = attrs.field(default=None, alias="logits")
     _shadow_logits: torch.Tensor | None = attrs.field(default=None, alias="shadow_logits")
-    _lookahead_logits: torch.Tensor | None = attrs.field(default=None, alias="lookahead_logits")
+    _canvas_logits: torch.Tensor | None = attrs.field(default=None, alias="canvas_logits")
+    canvas_view: bool = False
     # open_masks of the last (is_mask, active, done) it was computed from: read ~4 times per step (promote,
     # its contract check, the progress fallback, plugins), it is a handful of ops each time otherwise.
     _open_memo: tuple | None = attrs.field(default=None, init=False, repr=False)
@@ -303,15 +308,21 @@ class BlockState:
         self._shadow_logits = value
 
     @property
-    def lookahead_logits(self) -> torch.Tensor:
-        if self._lookahead_logits is None:
-            raise AttributeError("state.lookahead_logits is not kept for this decode: a plugin that reads them "
-                                 "sets the class attribute `needs_lookahead = True`")
-        return self._lookahead_logits
+    def canvas_logits(self) -> torch.Tensor:
+        if self._canvas_logits is None:
+            raise AttributeError("state.canvas_logits is not kept for this decode: a plugin that reads every "
+                                 "generated position sets `canvas_view = True`, and only a bidirectional model "
+                                 "decoded without a KV cache computes them (check state.canvas_view)")
+        return self._canvas_logits
 
-    @lookahead_logits.setter
-    def lookahead_logits(self, value: torch.Tensor | None) -> None:
-        self._lookahead_logits = value
+    @canvas_logits.setter
+    def canvas_logits(self, value: torch.Tensor | None) -> None:
+        self._canvas_logits = value
+
+    @property
+    def after(self) -> int:
+        """Generated positions after this block (what a canvas-view `embed_state` also gives inputs for)."""
+        return self.config.max_new_tokens - self.start - self.length
 
     @property
     def has_probs(self) -> bool:
