@@ -24,6 +24,7 @@ BUILTIN_STRATEGIES: tuple[tuple[str, str], ...] = (
     ("pc-sampler", "strategies.pc_sampler"),
     ("wino", "strategies.wino"),
     ("klass", "strategies.klass"),
+    ("llada", "strategies.llada"),
 )
 
 
