@@ -103,8 +103,9 @@ class LLaDA:
 
     @hookimpl
     def guidance(self, state: BlockState) -> Guidance | None:
-        """LLaDA's unconditional input: the prompt's columns (left padding included) replaced by MASK;
-        committed blocks stay (upstream's `un_x[prompt_index] = mask_id`)."""
+        """Called by the core once per block, before its first forward. Returns, when `cfg_scale` > 0, LLaDA's
+        unconditional input: the prompt's columns (left padding included) replaced by MASK, committed blocks
+        kept (upstream's `un_x[prompt_index] = mask_id`); None (no guidance) otherwise."""
         if self.cfg_scale == 0:
             return None
         if state.mask_id is None:
@@ -116,6 +117,8 @@ class LLaDA:
 
     @hookimpl
     def process_logits(self, state: BlockState, logits: torch.Tensor) -> torch.Tensor:
+        """Called by the core once per step, after the (guided) forward. Returns the logits x0 and its
+        confidence are read from: MASK kept (LLaDA) or removed, EOS removed under `logits_eos_inf`."""
         self.steps_per_block(state)  # refuse bad settings before the first decision
         logits = mask_logit_rule(self.mask_logit, state, logits)  # keep: LLaDA's argmax may be MASK
         if self.logits_eos_inf:  # upstream: logits[:, :, 126081] = -inf (LLaDA-8B's EOS)
@@ -165,6 +168,8 @@ class LLaDA:
 
     @hookimpl
     def promote(self, state: BlockState) -> Promotion:
+        """Called by the core once per step. Returns the k_i most confident open positions with their x0
+        (MASK picks left open), and no progress fallback (upstream has none: k may be 0)."""
         logits, s = state.logits, self.steps_per_block(state)  # (B, L, V)
         running, width, offset = self._rows(state)
         noise, uniform = self._draws(state, width, offset, logits.shape[-1])
@@ -202,10 +207,12 @@ class LLaDA:
 
     @hookimpl
     def converge(self, state: BlockState) -> torch.Tensor:
+        """Called by the core once per step. Returns True for every row after the block's s-th forward."""
         return torch.full_like(state.done, state.step >= self.steps_per_block(state))  # exactly s forwards
 
     @hookimpl
     def commit(self, state: BlockState) -> torch.Tensor:
+        """Called by the core at the block's last step. Returns the promoted ids as they are."""
         # Positions left open by MASK picks stay masked, as upstream leaves them (the core reports `unfilled`).
         return state.ids
 
