@@ -6,9 +6,9 @@ stop); at step i (0-based) of a block whose n positions are open at its start:
 
 1. k_i = n // s + (i < n % s) positions are transferred (`get_num_transfer_tokens`: the linear schedule of
    the paper's Eq. (8) discretised into s steps);
-2. x0 = argmax of the logits (MASK included: the MASK logit is kept), or with a temperature T > 0 the argmax
-   of exp(l) / (-log u)^T in float64, u uniform over the whole canvas (`add_gumbel_noise`: Gumbel-max
-   sampling at temperature T);
+2. x0 = argmax of the logits (upstream keeps the MASK logit: `mask_logit=keep`), or with a temperature T > 0
+   the argmax of exp(l) / (-log u)^T in float64, u uniform over the whole canvas (`add_gumbel_noise`:
+   Gumbel-max sampling at temperature T);
 3. confidence: `low_confidence` = softmax(logits)[x0] (the untempered probability of x0), `random` = a
    uniform draw per position;
 4. the k_i most confident open positions take x0. A selected position whose x0 is MASK stays open (upstream
@@ -17,8 +17,9 @@ stop); at step i (0-based) of a block whose n positions are open at its start:
 Options (`--set`): `cfg_scale` w > 0 decodes with LLaDA's unsupervised classifier-free guidance (the prompt
 replaced by MASK in the unconditional forward; the core runs it, see `guidance`); `logits_eos_inf` removes
 EOS from the logits, `confidence_eos_eot_inf` gives EOS / EoT predictions confidence 0 (paper, Appendix
-B.4; upstream's quirk kept: with a temperature only EoT's). `mask_logit=remove` is the workbench's rule
-(MASK never predicted), not LLaDA's.
+B.4; upstream's quirk kept: with a temperature only EoT's). `mask_logit=keep` is LLaDA's own softmax; the
+default `remove` is the workbench's rule for every strategy (MASK is never predicted, so no block ends with
+masks left), which on a trained LLaDA, whose MASK logit is never a target, should change little.
 
 `--tau` sets `steps_per_token` in [0, 1]: s = max(1, round(tau * L)) forwards per block, so 1.0 is LLaDA's
 published default (steps = gen_length, one token per step), 0.5 two tokens per step, 0 one forward per block.
@@ -35,6 +36,7 @@ from typing import ClassVar
 import attrs
 import torch
 
+from plugins.gumbel import canvas_gumbel_argmax
 from plugins.logits import MASK_LOGIT_RULES, mask_logit_rule
 from workbench import BlockState, Guidance, Promotion, StashKey, hookimpl, non_negative, positive_int, unit_interval
 
@@ -73,7 +75,7 @@ class LLaDA:
     logits_eos_inf: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     confidence_eos_eot_inf: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     eot_id: int | None = attrs.field(default=None, validator=_optional_token_id)
-    mask_logit: str = attrs.field(default="keep", validator=attrs.validators.in_(MASK_LOGIT_RULES))
+    mask_logit: str = attrs.field(default="remove", validator=attrs.validators.in_(MASK_LOGIT_RULES))
 
     def __attrs_post_init__(self):
         if self.steps is not None and self.steps_per_token != 1.0:
@@ -96,8 +98,8 @@ class LLaDA:
                                  f"number of blocks ({max(blocks, 1)}), as LLaDA's generate asserts; or use --tau "
                                  f"(steps_per_token)")
             s = self.steps // blocks
-        if s > config.cap:
-            raise ValueError(f"llada runs {s} forwards per block but the forward cap is {config.cap}: pass "
+        if s > state.cap:
+            raise ValueError(f"llada runs {s} forwards per block but the forward cap is {state.cap}: pass "
                              f"--max-forwards {s} (or fewer steps)")
         return s
 
@@ -141,14 +143,14 @@ class LLaDA:
 
     def _draws(self, state: BlockState, width: list[int], offset: list[int], vocab: int):
         """(Gumbel uniforms (B, L, V) float64 or None, random confidences (B, L) float32 or None) in upstream's
-        order: per step the whole canvas's float64 noise, then its float32 remasking draw."""
+        order: per step the whole canvas's float64 noise, then its float32 remasking draw. On per-sample
+        streams the noise is drawn by `canvas_gumbel_argmax` before this is called, so only the remasking
+        draw is left here."""
         noisy, rand = self.temperature > 0, self.remasking == "random"
-        if not (noisy or rand):
-            return None, None
         b, length, device = state.batch_size, state.length, state.ids.device
-        noise = torch.ones(b, length, vocab, dtype=torch.float64, device=device) if noisy else None
         uniform = torch.zeros(b, length, device=device) if rand else None
         if state.rng.mode == "batch":  # one call for every row of the generate call, finished ones too
+            noise = None
             rows = state.stash.setdefault(_CALL_ROWS, state.batch_size)  # block 1 holds every row
             gen, idx, lo = state.rng.generator(0), state.rows, offset[0]
             if noisy:
@@ -157,14 +159,11 @@ class LLaDA:
             if rand:
                 uniform = torch.rand((rows, width[0]), generator=gen, device=device)[idx, lo:lo + length]
             return noise, uniform
-        for i in state.running.nonzero().flatten().tolist():
-            gen, lo = state.rng.generator(i), offset[i]
-            if noisy:
-                noise[i] = torch.rand((1, width[i], vocab), dtype=torch.float64, generator=gen,
-                                      device=device)[0, lo:lo + length]
-            if rand:
-                uniform[i] = torch.rand((1, width[i]), generator=gen, device=device)[0, lo:lo + length]
-        return noise, uniform
+        if rand:
+            for i in state.running.nonzero().flatten().tolist():
+                uniform[i] = torch.rand((1, width[i]), generator=state.rng.generator(i),
+                                        device=device)[0, offset[i]:offset[i] + length]
+        return None, uniform
 
     @hookimpl
     def promote(self, state: BlockState) -> Promotion:
@@ -172,11 +171,12 @@ class LLaDA:
         (MASK picks left open), and no progress fallback (upstream has none: k may be 0)."""
         logits, s = state.logits, self.steps_per_block(state)  # (B, L, V)
         running, width, offset = self._rows(state)
+        x0 = logits.argmax(-1)  # (B, L)
+        if self.temperature > 0 and state.rng.mode != "batch":  # each row's own stream, its own canvas
+            x0 = canvas_gumbel_argmax(state, logits, self.temperature)
         noise, uniform = self._draws(state, width, offset, logits.shape[-1])
-        if self.temperature > 0:  # add_gumbel_noise: exp(l) / (-log u)^T in float64, then the argmax
-            x0 = (logits.double().exp() / (-torch.log(noise)) ** self.temperature).argmax(-1)  # (B, L)
-        else:
-            x0 = logits.argmax(-1)
+        if noise is not None:  # add_gumbel_noise on the batch stream: exp(l) / (-log u)^T in float64
+            x0 = (logits.double().exp() / (-torch.log(noise)) ** self.temperature).argmax(-1)
         if self.remasking == "random":
             confidence = uniform
         else:

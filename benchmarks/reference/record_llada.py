@@ -71,6 +71,8 @@ PROMPT_LENGTHS = (2, 9, 5, 3, 8, 4, 7, 6)  # mixed, so the batched runs are left
 SEED = 0  # DecodeConfig.seed of the sampled cases
 LLADA_EOS, LLADA_EOT = 126081, 126348  # hard-coded in upstream's generate (LLaDA-8B's <|endoftext|>, <|eot_id|>)
 TINY_EOT = tiny.EOS + 1  # the tiny model's UNK (3) plays LLaDA's EoT in eos.json
+# Upstream keeps the MASK logit in its softmax and argmax; the workbench's default removes it.
+REFERENCE_PARAMS = {"mask_logit": "keep"}
 
 # Upstream keyword arguments of `generate` and the workbench settings expected to reproduce them.
 # Greedy defaults: remasking low_confidence, temperature 0, cfg 0, both EOS switches off (generate's signature).
@@ -190,7 +192,7 @@ def run_upstream(up, view, prompts: list[list[int]], settings: dict, seeds: list
 
 def case_of(name, upstream_settings, params, decode, prompts, rows, batch8, divergences=()):
     case = {"name": name, "upstream_settings": {**upstream_settings, "mask_id": tiny.MASK},
-            "workbench": {"params": params, "decode": decode}, "prompts": prompts, "batch1": rows,
+            "workbench": {"params": {**params, **REFERENCE_PARAMS}, "decode": decode}, "prompts": prompts, "batch1": rows,
             "batch8": batch8}
     if divergences:
         case["divergences"] = list(divergences)

@@ -71,10 +71,10 @@ def test_transfer_schedule_is_get_num_transfer_tokens():
 def test_a_mask_pick_uses_a_transfer_slot_but_stays_open():
     """Step 1 of 2 on a block of 4: k = 2, the two most confident are the MASK argmax (0.7) and token 6
     (0.6): only token 6 is promoted (upstream writes MASK at the other, which leaves it masked)."""
-    promotion = plugin(steps_per_token=0.5).promote(hand(log_probs(TABLE)))
+    promotion = plugin(steps_per_token=0.5, mask_logit="keep").promote(hand(log_probs(TABLE)))
     assert promotion.positions.tolist() == [[False, False, True, False]]
     assert promotion.tokens[0, 2] == 6 and promotion.fallback is False
-    # The workbench's own rule (MASK never predicted): position 1's best real token has only 0.05 / 0.3.
+    # The default, the workbench's rule (MASK never predicted): position 1's best real token has 0.05 / 0.3.
     remove, state = plugin(steps_per_token=0.5, mask_logit="remove"), hand(log_probs(TABLE))
     state.logits = remove.process_logits(state, state.logits.clone())  # MASK's logit -> -inf
     promotion = remove.promote(state)
@@ -98,7 +98,7 @@ def test_confidence_eos_eot_inf_with_a_temperature_removes_only_eot():
     leaves the softmax the confidence is read from (a known quirk, kept)."""
     table = [row[:] for row in TABLE]
     table[3] = [0.02, 0.02, 0.02, 0.9, 0.01, 0.01, 0.01, 0.01]  # position 3 predicts EoT at 0.9
-    cold = dict(temperature=1e-6, confidence_eos_eot_inf=True, eot_id=EOT)  # one token per step
+    cold = dict(temperature=1e-6, confidence_eos_eot_inf=True, eot_id=EOT, mask_logit="keep")  # k = 1
     state = hand(log_probs(table))
     got = plugin(**cold).promote(state)
     # k = 1: at T = 1e-6 the Gumbel argmax is the argmax; EoT (0.9) scores 0, the MASK argmax (0.7) wins.
@@ -149,7 +149,7 @@ def test_tau_is_steps_per_token_and_steps_is_llada_s():
 def test_defaults_are_generates_signature():
     p = plugin()
     assert (p.steps_per_token, p.steps, p.remasking, p.temperature, p.cfg_scale, p.logits_eos_inf,
-            p.confidence_eos_eot_inf, p.mask_logit) == (1.0, None, "low_confidence", 0.0, 0.0, False, False, "keep")
+            p.confidence_eos_eot_inf, p.mask_logit) == (1.0, None, "low_confidence", 0.0, 0.0, False, False, "remove")
 
 
 def test_exactly_s_forwards_per_block_and_guidance_is_counted():
@@ -161,7 +161,7 @@ def test_exactly_s_forwards_per_block_and_guidance_is_counted():
     assert guided.block_steps == [2, 2] and guided.extras["guidance_forwards"] == 4
 
 
-@pytest.mark.parametrize("params", [{}, {"tau": 0.5, "cfg_scale": 0.5},
+@pytest.mark.parametrize("params", [{}, {"tau": 0.5, "cfg_scale": 0.5, "mask_logit": "keep"},
                                     {"temperature": 1.0, "remasking": "random", "tau": 0.25}])
 def test_decoding_invariants(params):
     """check-plugin's strategy-agnostic properties (`workbench.authoring.properties.check_plugin`), with the
