@@ -9,7 +9,7 @@ from workbench.decoding.contract import PluginContractError, PluginRuntimeError
 from workbench.decoding.loop import generate
 from workbench.authoring.properties import MASK_ID, ScriptedDenoiser
 from workbench.decoding.registry import decision_providers, format_providers, hookimpl, make_manager
-from workbench.decoding.state import DecodeConfig, Promotion, StashKey
+from workbench.decoding.state import DecodeConfig, Guidance, Promotion, StashKey
 
 CONFIG = DecodeConfig(block_size=4, max_new_tokens=8)
 
@@ -200,6 +200,29 @@ def test_promote_tokens_are_checked():
 def test_fill_block_and_process_logits_are_checked():
     expect(FillsWithFloats(), "fill_block", "dtype")
     expect(LogitsOfAnotherShape(), "process_logits", "shape")
+
+
+class GuidesWith:
+    def __init__(self, make):
+        self.make = make
+
+    @hookimpl
+    def guidance(self, state):
+        return self.make(state)
+
+
+@pytest.mark.parametrize("make, rule", [
+    (lambda state: state.context, "type"),
+    (lambda state: Guidance(context=state.context[:, 1:], scale=1.0), "shape"),
+    (lambda state: Guidance(context=state.context.float(), scale=1.0), "dtype"),
+    (lambda state: Guidance(context=state.context + 100, scale=1.0), "ids in [0, vocab)"),
+    (lambda state: Guidance(context=state.context, scale=-1.0), "scale a finite number >= 0"),
+    (lambda state: Guidance(context=state.context, scale=float("nan")), "scale a finite number >= 0"),
+])
+def test_guidance_is_checked(make, rule):
+    with pytest.raises(PluginContractError) as info:
+        run_with(GuidesWith(make))
+    assert (info.value.hook, info.value.rule) == ("guidance", rule)
 
 
 # -- errors that name the plugin (issue 15, items 13-16) ---------------------------------------------------

@@ -5,13 +5,17 @@ from __future__ import annotations
 import inspect
 import sys
 
+import pytest
 import torch
 
 from workbench.decoding import hookspecs
 from workbench.decoding.loop import generate
 from workbench.authoring.properties import EOS_ID, MASK_ID, OracleDenoiser, ScriptedDenoiser
-from workbench.decoding.registry import ALL_HOOKS, DECISION_HOOKS, OBSERVER_HOOKS, hookimpl, make_manager
-from workbench.decoding.state import FREE, DecodeConfig, RowResult
+from workbench.decoding.registry import (
+    ALL_HOOKS, DECISION_HOOKS, OBSERVER_HOOKS, decision_providers, hookimpl, make_manager,
+)
+from workbench.models.native import build_random_model
+from workbench.decoding.state import FREE, DecodeConfig, Guidance, ModelInputsDenied, RowResult
 
 CONFIG = DecodeConfig(block_size=4, max_new_tokens=8)
 SPECS = {name: fn for name, fn in vars(hookspecs).items()
@@ -118,6 +122,76 @@ def test_hook_fill_block_default_fixes_nothing():
 
     generate(quiet_model(), [[5]], make_manager("threshold", extra_plugins=[Spy()]), CONFIG)
     assert seen and all(seen)
+
+
+class PromptMasked:
+    """LLaDA-style guidance: the unconditional context is the prompt replaced by the mask id."""
+
+    def __init__(self, scale):
+        self.scale = scale
+
+    @hookimpl
+    def guidance(self, state):
+        context = state.context.clone()
+        context[:, :state.context.shape[1] - state.start] = MASK_ID
+        return Guidance(context=context, scale=self.scale)
+
+
+class ForwardSpy(ScriptedDenoiser):
+    """Records every forward's inputs and logits."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.calls = []
+
+    def denoise(self, inputs_embeds, *, block_ids, valid):
+        logits = super().denoise(inputs_embeds, block_ids=block_ids, valid=valid)
+        self.calls.append((inputs_embeds.clone(), logits.clone()))
+        return logits
+
+
+def test_hook_guidance():
+    """Each guided step runs a second forward of the same block inputs against the plugin's context, the step
+    reads u + (w + 1)(c - u), nfe counts the step once and extras count the unconditional forwards."""
+    seen = []
+
+    class Spy:
+        @hookimpl
+        def process_logits(self, state, logits):
+            seen.append(logits.clone())
+
+    model = ForwardSpy(16, eos_bias=-50.0, seed=4)
+    manager = make_manager("threshold", params={"tau": 1.0}, extra_plugins=[PromptMasked(0.5), Spy()])
+    result = generate(model, [[5, 6, 7]], manager, CONFIG)[0]
+    assert len(model.calls) == 2 * result.nfe and result.extras["guidance_forwards"] == result.nfe
+    table = model.embedding_table()
+    for step, logits in enumerate(seen):
+        (cond_in, cond), (uncond_in, uncond) = model.calls[2 * step], model.calls[2 * step + 1]
+        assert torch.equal(uncond_in[:, :3], table[[MASK_ID] * 3].expand(1, 3, -1))  # the prompt as masks
+        assert torch.equal(cond_in[:, 3:], uncond_in[:, 3:])  # same block (and later) inputs
+        lo = 3 + 4 * (step >= result.block_steps[0])  # block 2 starts after block 1's steps
+        expected = uncond[:, lo:lo + 4] + 1.5 * (cond[:, lo:lo + 4] - uncond[:, lo:lo + 4])
+        assert torch.equal(logits, expected)
+    assert "guidance" not in decision_providers(make_manager("threshold"))  # listed only when implemented
+    assert decision_providers(manager)["guidance"] == "PromptMasked"
+
+
+def test_hook_guidance_on_a_cached_block_causal_model_matches_uncached():
+    """The unconditional forward is always uncached, so guidance composes with the exact prefix cache."""
+    model = build_random_model(16, seed=2, hidden_size=16, num_layers=1, num_heads=2, initializer_range=0.5,
+                               block_causal=True, mask_token_id=MASK_ID, eos_token_id=EOS_ID, pad_token_id=0)
+    runs = [generate(model, [[5, 6, 7], [8]], make_manager("threshold", extra_plugins=[PromptMasked(2.0)]),
+                     DecodeConfig(block_size=4, max_new_tokens=8, cache=cache)) for cache in ("none", "prefix")]
+    plain = generate(model, [[5, 6, 7], [8]], make_manager("threshold"), CONFIG)
+    assert [r.ids for r in runs[0]] == [r.ids for r in runs[1]] != [r.ids for r in plain]
+
+
+def test_hook_guidance_refused_for_a_model_with_its_own_forward_scheme():
+    class OwnScheme(ScriptedDenoiser):
+        self_conditioning = True
+
+    with pytest.raises(ModelInputsDenied, match="classifier-free guidance"):
+        generate(OwnScheme(16), [[5]], make_manager("threshold", extra_plugins=[PromptMasked(1.0)]), CONFIG)
 
 
 def test_hook_process_logits():

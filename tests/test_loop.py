@@ -23,6 +23,10 @@ class Recorder:
         self.calls.append("fill_block")
 
     @hookimpl
+    def guidance(self, state):
+        self.calls.append("guidance")
+
+    @hookimpl
     def embed_state(self, state, model):
         self.calls.append("embed_state")
 
@@ -83,7 +87,7 @@ def test_exact_hook_order_over_two_blocks():
     assert results[0].block_steps == [2, 2]
     step = ["embed_state", "process_logits", "revoke", "promote", "converge", "on_step_end"]
     final = ["embed_state", "process_logits", "revoke", "promote", "converge", "commit", "on_step_end"]
-    block = ["fill_block"] + step + final + ["on_block_end"]
+    block = ["fill_block", "guidance"] + step + final + ["on_block_end"]
     assert recorder.calls == block + block + ["on_generation_end"]
 
 

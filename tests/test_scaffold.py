@@ -96,7 +96,7 @@ def test_refuses_to_overwrite_and_writes_nothing(tmp_path, capsys):
     (["my-idea"], "try 'my_idea'"),
     (["class"], "must be a Python identifier"),
     (["torch"], "would shadow"),
-    (["ok", "--hooks", "promte"], "unknown hook(s) 'promte'; valid hooks: fill_block, embed_state, process_logits, revoke, promote"),
+    (["ok", "--hooks", "promte"], "unknown hook(s) 'promte'; valid hooks: fill_block, guidance, embed_state, process_logits, revoke, promote"),
 ])
 def test_bad_names_and_hooks(tmp_path, capsys, args, message):
     assert main(["new-plugin", *args, "--dir", str(tmp_path)]) == 2

@@ -35,6 +35,7 @@ _EXPORTS = {
     "hookimpl": "workbench.decoding.markers",
     "BlockState": "workbench.decoding.state",
     "Promotion": "workbench.decoding.state",
+    "Guidance": "workbench.decoding.state",
     "StashKey": "workbench.decoding.state",
     "Stash": "workbench.decoding.state",
     "FREE": "workbench.decoding.state",
@@ -88,7 +89,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load
     from workbench.decoding.markers import hookimpl  # noqa: F401
     from workbench.decoding.registry import PluginError, decision_providers, load_plugin_file, make_manager  # noqa: F401
     from workbench.decoding.state import (  # noqa: F401
-        FREE, BlockState, DecodeConfig, Promotion, RowResult, Stash, StashKey,
+        FREE, BlockState, DecodeConfig, Guidance, Promotion, RowResult, Stash, StashKey,
     )
     from workbench.decoding.validators import non_negative, positive_int, unit_interval  # noqa: F401
     from workbench.models.base import Denoiser, ModelInputsDenied, noise_range  # noqa: F401

@@ -35,6 +35,13 @@ BODIES: dict[str, tuple[str, ...]] = {
         "# Here: nothing fixed. A template per sample would be looked up with state.sample_ids.",
         "return torch.full_like(state.ids, FREE)  # (B, L) long",
     ),
+    "guidance": (
+        "# <- EDIT: classifier-free guidance for this block, e.g. LLaDA's: the prompt replaced by the mask id,",
+        "#   prompt = state.context.shape[1] - state.start  # prompt columns (left padding included)",
+        "#   context = state.context.clone(); context[:, :prompt] = state.mask_id",
+        "#   return Guidance(context=context, scale=0.5)  # the step reads u + (0.5 + 1)(c - u)",
+        "return None  # no guidance (a guided block costs a second forward per step)",
+    ),
     "embed_state": (
         "table = model.embedding_table()  # (V, D)",
         "# <- EDIT: what a token position is fed; here its current top (hard-token refinement). Open",
@@ -145,6 +152,8 @@ def render_plugin(name: str, hooks: Sequence[str]) -> str:
         state_names.append("FREE")
     if "promote" in hooks:
         state_names.append("Promotion")
+    if "guidance" in hooks:
+        state_names.append("Guidance")
     imports = ["from __future__ import annotations", "", "from typing import ClassVar", "", "import attrs",
                "import torch", ""]
     validated = any(h in hooks for h in ("promote", "revoke"))

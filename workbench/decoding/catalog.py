@@ -28,6 +28,7 @@ BUILTIN_STRATEGIES: tuple[tuple[str, str], ...] = (
     ("credit", "strategies.credit"),
     ("iter-smooth", "strategies.iter_smooth"),
     ("hierarchy-remask", "strategies.hierarchy_remask"),
+    ("llada", "strategies.llada"),
 )
 
 

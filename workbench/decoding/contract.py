@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from workbench.decoding.state import FREE, BlockState, Promotion
+from workbench.decoding.state import FREE, BlockState, Guidance, Promotion
 
 # Embeddings more than this many times larger than the embedding table's largest entry overflow a forward
 # (and are almost surely a bug; a convex mixture of table rows never exceeds 1x).
@@ -113,6 +113,27 @@ def check_fill_block(result, state: BlockState, plugin: str) -> torch.Tensor:
         _fail(plugin, hook, "no mask id fixed", f"fixed the mask id {state.mask_id}",
               "leave a position to decode with FREE (-1) instead of fixing the mask id")
     return result.long()
+
+
+def check_guidance(result, state: BlockState, plugin: str) -> Guidance:
+    hook = "guidance"
+    if not isinstance(result, Guidance):
+        _fail(plugin, hook, "type", f"returned {type(result).__name__}, expected a Guidance",
+              "return Guidance(context=..., scale=...) (from workbench import Guidance), or None for no guidance")
+    context, shape = result.context, tuple(state.context.shape)
+    _tensor(context, plugin, hook, f"{shape} long (Guidance.context)")
+    _shape(context, shape, plugin, hook, "(B, C) long (Guidance.context), shaped like state.context")
+    if context.dtype.is_floating_point or context.dtype == torch.bool or context.dtype.is_complex:
+        _fail(plugin, hook, "dtype", f"Guidance.context is {context.dtype}, expected integer token ids",
+              "build it from state.context (e.g. state.context.clone() with the prompt replaced)")
+    if context.numel() and ((context < 0) | (context >= state.vocab_size)).any():
+        _fail(plugin, hook, "ids in [0, vocab)", f"Guidance.context holds ids outside [0, {state.vocab_size})",
+              "use ids of the model's vocabulary (the mask id for the removed prompt)")
+    scale = result.scale
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
+        _fail(plugin, hook, "scale a finite number >= 0", f"Guidance.scale is {scale!r}",
+              "pass the guidance weight w as a float, e.g. 0.5 (0 = the conditional logits)")
+    return Guidance(context=context.long(), scale=float(scale))
 
 
 def check_embed_state(result, state: BlockState, table: torch.Tensor, plugin: str) -> torch.Tensor:

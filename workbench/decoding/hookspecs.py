@@ -5,9 +5,11 @@ Per generation, `generate` decodes blocks left to right. Per block, for the rows
     state = BlockState(...)                  # every position of the block is an open position
     fill_block(state)                        # decision: tokens fixed before decoding         (B, L) long
     <rows with every position fixed are done (no forward), where the runner allows>
+    guidance(state)                          # decision: classifier-free guidance     Guidance or None
     while some row of the block is not done:
         embed_state(state, model)            # decision: input embeddings of the block     (B, L, D)
         <forward of the active rows>         # core: the block's logits                     (b, L, V)
+        <guided block: the same inputs against the unconditional context; u + (w + 1)(c - u)>
         process_logits(state, logits)        # decision: logits the step reads              (b, L, V)
         <core: state.top, state.conf (float32), state.probs / state.logits when asked>
         revoke(state)                        # decision: token positions sent back to open  (B, L) bool
@@ -63,7 +65,7 @@ if TYPE_CHECKING:
     import torch
 
     from workbench.models.base import Denoiser
-    from workbench.decoding.state import BlockState, Promotion, RowResult
+    from workbench.decoding.state import BlockState, Guidance, Promotion, RowResult
 
 
 
@@ -87,6 +89,33 @@ def fill_block(state: BlockState) -> torch.Tensor | None:
     Enforced: shape (B, L), integer dtype, values in [0, vocab_size) or FREE, never the mask id.
 
     Default: None (nothing fixed).
+    """
+
+
+@hookspec(firstresult=True)
+def guidance(state: BlockState) -> Guidance | None:
+    """Decode the block with classifier-free guidance: name the unconditional context and the scale.
+
+    Called by the core once per block, after `fill_block` and before the block's first forward, for every
+    row of the block.
+
+    Args:
+        state: the block's fresh state; `state.context` (B, C) long is the conditional context (the
+            left-padded prompt, then the committed blocks), `state.start` the block's offset in the generation.
+
+    Returns:
+        a `workbench.decoding.state.Guidance(context=..., scale=...)`: every step of the block the core then
+        also forwards the same block inputs (those of `embed_state`) against `context` (B, C) long, and the
+        step reads u + (scale + 1) * (c - u) from the conditional logits c and the unconditional u, in the
+        forward's dtype, before `process_logits`. `nfe` counts a guided step once (one step, as LLaDA's one
+        batched call); the unconditional forwards are counted per sample in `RowResult.extras["guidance_forwards"]`.
+        None: no guidance. Stops at first non-None result.
+
+    Enforced: a `Guidance`; context of `state.context`'s shape, integer ids in [0, vocab_size); scale a finite
+        number >= 0. Models that bring their own forward scheme (DiffusionGemma) refuse guidance.
+
+    Default: none (the core implements no guidance; a run lists this hook among its decisions only when a
+        plugin implements it).
     """
 
 

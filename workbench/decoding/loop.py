@@ -79,6 +79,17 @@ def rows_into(previous: torch.Tensor | None, value: torch.Tensor, running: torch
     return previous.index_put((running,), value)
 
 
+def guidance_runner(model: Denoiser, runner: CanvasRunner, uniform: bool) -> CanvasRunner:
+    """The runner of guided blocks' unconditional forwards: the whole unconditional context every step
+    (exact for every model kind, whatever cache the conditional forward uses). Refused for models that
+    bring their own forward scheme (an encoder-decoder with self-conditioning)."""
+    if callable(getattr(model, "make_runner", None)) or getattr(model, "self_conditioning", False):
+        raise ModelInputsDenied(f"classifier-free guidance (a plugin's `guidance` answer) is not available for "
+                                f"{type(model).__name__}, which brings its own forward scheme; decode without it "
+                                f"(e.g. --set cfg_scale=0)")
+    return CanvasRunner(getattr(runner, "model", model), uniform=uniform)
+
+
 def fallback(state: BlockState, promoted: torch.Tensor) -> torch.Tensor:
     """Progress guarantee: rows with open positions that promoted nothing get their most confident one."""
     open_masks = state.open_masks
@@ -137,6 +148,8 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
     block_ids = torch.tensor(block_of, device=device).expand(n, -1)  # (N, T)
 
     nfe = torch.zeros(n, dtype=torch.long)
+    guided = torch.zeros(n, dtype=torch.long)  # unconditional forwards of classifier-free guidance, per row
+    uncond_runner = None  # made on the first guided block
     # Context forwards: the prompt prefill counts as one even when it rides in block 1's first forward (the
     # DMax / Fast-dLLM convention), plus what a runner spends outside the refinement steps.
     context_forwards = torch.full((n,), 0 if runner.separate_prefill else 1, dtype=torch.long)
@@ -174,9 +187,14 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
             state.ids = torch.where(fixed, fill, state.ids)
             state.top = state.ids.clone()
             state.is_mask, state.active = ~fixed, ~fixed
+        guide = hooks.guidance(state)  # Guidance or None
         # The all-False tensors of start_block, reused on the steps without revocation / without an opt-out.
         no_revocation, no_waiver = state.revoked, state.waived
         context_forwards[rows] += runner.start_block(canvas[rows_d], valid[rows_d], block_ids[rows_d], lo, hi)
+        if guide is not None:  # the unconditional canvas: the guidance's context, then the block and after
+            uncond_runner = uncond_runner or guidance_runner(model, runner, uniform)
+            uncond_runner.start_block(torch.cat([guide.context, canvas[rows_d, lo:]], dim=1), valid[rows_d],
+                                      block_ids[rows_d], lo, hi)
         n_running = state.batch_size  # rows still refining this block; the running set only shrinks
         if fill is not None and getattr(runner, "partial_first_forward", False):
             # A row whose every position fill_block fixed has nothing to decode: no forward (runners whose
@@ -211,6 +229,12 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
                 shadow = logits[:, length:].to(torch.promote_types(logits.dtype, torch.float32))
                 logits = logits[:, :length]
                 state.shadow_logits = shadow if everyone else state.shadow_logits.index_put((running,), shadow)
+            if guide is not None:  # classifier-free guidance of the block's logits: u + (w + 1)(c - u)
+                if whole_batch and not everyone:  # the same rows as the conditional forward
+                    uncond = uncond_runner.forward(embeds, all_rows)[running]
+                else:
+                    uncond = uncond_runner.forward(embeds if everyone else embeds[running], running)
+                logits = uncond + (guide.scale + 1) * (logits - uncond)  # (b, L, V), the forward's dtype
             state.step += 1
             state.steps = state.steps + (1 if everyone else running.long())
             if canvas_view:  # the forward's logits at every generated position, before process_logits
@@ -273,6 +297,8 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
             hooks.on_step_end(state)
 
         nfe[rows] += state.steps.cpu()
+        if guide is not None:  # one unconditional forward per counted step
+            guided[rows] += state.steps.cpu()
         hooks.on_block_end(state, state.ids)
         canvas[rows_d, lo:hi] = state.ids
         now = time.perf_counter() - t0
@@ -292,6 +318,8 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
         # Positions a strategy left masked (DMax's fill_at_cap=false, mask_logit=keep): reported, never hidden.
         unfilled = ids.count(model.mask_id) if model.mask_id is not None else 0
         extras = {"unfilled": unfilled} if unfilled else {}
+        if guided[i]:  # the doubled compute of guidance, visible beside nfe (which counts a guided step once)
+            extras["guidance_forwards"] = int(guided[i])
         if hooks.global_draws:  # not reproducible: said with every sample, never hidden
             extras["global_rng"] = sorted(f"{plugin}.{hook}" for plugin, hook in hooks.global_draws.items())
         results.append(RowResult(ids=ids, nfe=int(nfe[i]), tokens=tokens, seconds=seconds[i],

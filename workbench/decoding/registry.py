@@ -38,7 +38,7 @@ from workbench.decoding.catalog import (  # noqa: F401  (the names the registry 
 )
 from workbench.decoding.defaults import DEFAULTS_NAME, CoreDefaults
 from workbench.decoding.markers import (  # noqa: F401  (hookimpl and the hook names: the registry's vocabulary)
-    ALL_HOOKS, DECISION_HOOKS, OBSERVER_HOOKS, OPTIONAL_DECISIONS, PROJECT, hookimpl,
+    ALL_HOOKS, DECISION_HOOKS, OBSERVER_HOOKS, OPT_IN_DECISIONS, OPTIONAL_DECISIONS, PROJECT, hookimpl,
 )
 from workbench.decoding.validators import unit_interval  # noqa: F401  (kept importable from here)
 
@@ -356,10 +356,13 @@ def _answering(pm: pluggy.PluginManager, hook: str) -> tuple[str, list[str]]:
 def decision_providers(pm: pluggy.PluginManager) -> dict[str, str]:
     """Decision hook -> name of the plugin asked first (the last registered implementation, after
     tryfirst/trylast ordering), with the wrappers that see and may change its result: `spd [wrapped by
-    timing.Timing]`. It answers unless it returns None for a step."""
+    timing.Timing]`. It answers unless it returns None for a step. An opt-in hook the core does not
+    implement (`guidance`) is listed only when some plugin implements it."""
     out = {}
     for hook in DECISION_HOOKS:
         plugin, wrappers = _answering(pm, hook)
+        if hook in OPT_IN_DECISIONS and plugin == "<none>" and not wrappers:
+            continue  # nobody implements it: the run does not use it (and its key stays what it was)
         out[hook] = plugin + (f" [wrapped by {', '.join(wrappers)}]" if wrappers else "")
     return out
 
@@ -535,6 +538,11 @@ class Hooks:
     def fill_block(self, state):
         result, plugin = self._decide("fill_block", {"state": state})
         return None if result is None else contract.check_fill_block(result, state, plugin)
+
+    def guidance(self, state):
+        """A checked `Guidance`, or None when no plugin guides this block."""
+        result, plugin = self._decide("guidance", {"state": state})
+        return None if result is None else contract.check_guidance(result, state, plugin)
 
     def embed_state(self, state, model):
         result, plugin = self._decide("embed_state", {"state": state, "model": model})

@@ -125,6 +125,24 @@ class Promotion:
     fallback: bool | torch.Tensor = True
 
 
+@attrs.frozen(kw_only=True)
+class Guidance:
+    """What `guidance` returns to decode a block with classifier-free guidance.
+
+    Every step of the block the core runs a second, unconditional forward of the same block inputs against
+    `context`, and the step reads `u + (scale + 1) * (c - u)` (c, u: the conditional and unconditional
+    logits; Ho & Salimans 2022, LLaDA's unsupervised CFG) instead of c.
+
+    Attributes:
+        context: (B, C) long, the ids of the unconditional context, shaped like `state.context` (e.g. the
+            prompt's columns replaced by the mask id, committed blocks kept: LLaDA).
+        scale: w >= 0; 0 gives the conditional logits (at the cost of the second forward).
+    """
+
+    context: torch.Tensor
+    scale: float
+
+
 @attrs.define(eq=False, kw_only=True)
 class BlockState:
     """Decoding state of the current block for the rows still generating.
