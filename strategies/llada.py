@@ -64,6 +64,8 @@ class LLaDA:
 
     name: ClassVar[str] = "llada"
     main_threshold: ClassVar[str] = "steps_per_token"
+    # `workbench ablate`'s default sweep of the main knob (steps per token: one token per step, then two, then four).
+    tau_grid: ClassVar[tuple[float, ...]] = (1.0, 0.5, 0.25)
     needs_logits: ClassVar[bool] = True  # x0 and its confidence come from the processed logits
     claims: ClassVar[tuple[str, ...]] = ("monotonicity",)  # a promoted token never changes
 

@@ -75,6 +75,8 @@ class Prophet:
 
     name: ClassVar[str] = "prophet"
     main_threshold: ClassVar[str] = "late_threshold"
+    # `workbench ablate`'s default sweep of the main knob (the late phase's top-2 logit gap (mid and early scale with it), careful to eager).
+    tau_grid: ClassVar[tuple[float, ...]] = (5.0, 2.5, 1.0)
     needs_logits: ClassVar[bool] = True  # the gap is read from the processed logits
 
     steps: int | None = attrs.field(default=None, validator=attrs.validators.optional(positive_int))

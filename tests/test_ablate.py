@@ -105,7 +105,7 @@ def test_resume_after_kill_recomputes_nothing_finished(model_dir, tmp_path, monk
 
 @pytest.mark.parametrize("change, needle", [
     (["--strategies", "threshold,nosuch"], "unknown strategy 'nosuch'"),
-    (["--tau", "0.5,1.5"], "outside [0, 1]"),
+    (["--tau", "0.5,1.5"], "must be a number in [0, 1], got 1.5"),
     (["--trainers", "mdlm,nosuch"], "unknown trainer 'nosuch'"),
     (["--set", "nosuch=1"], "no strategy"),
 ])

@@ -81,7 +81,7 @@ def test_plugin_that_only_promotes_combines_with_spd(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, needle", [
     (["--strategy", "nosuch"], "unknown strategy 'nosuch'"),
-    (["--tau", "1.5"], "outside [0, 1]"),
+    (["--tau", "1.5"], "must be a number in [0, 1], got 1.5"),
     (["--model", "/nonexistent/model"], "does not exist"),
     (["--trainer", "nosuch"], "no shipped model for trainer 'nosuch'"),
     (["--task", "nosuch"], "unknown task"),

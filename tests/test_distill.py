@@ -114,7 +114,7 @@ def test_train_on_distilled_data_records_it_in_training_json_and_card(tmp_path, 
     assert "kept if the task checks them correct" in card
 
 
-@pytest.mark.parametrize("args, needle", [(["--count", "0"], "--count"), (["--tau", "2"], "outside [0, 1]")])
+@pytest.mark.parametrize("args, needle", [(["--count", "0"], "--count"), (["--tau", "2"], "must be a number in [0, 1], got 2")])
 def test_bad_input_exits_2(tmp_path, capsys, args, needle):
     assert distill(tmp_path / "d.jsonl", *args) == 2
     assert needle in capsys.readouterr().err

@@ -39,7 +39,7 @@ def add_arguments(parser) -> None:
                            "those that cannot decode the models skipped with the reason (the leaderboard)")
     grid.add_argument("--trainers", default="mdlm,oput,uniform", help="comma-separated trainers (one model each)")
     grid.add_argument("--tau", default=None,
-                      help="comma-separated main thresholds in [0, 1] for every strategy (default: each strategy's "
+                      help="comma-separated values of the main knob for every strategy (default: each strategy's "
                            "own grid, its `tau_grid`, else 0.95,0.5,0)")
     grid.add_argument("--seeds", default="0", help="comma-separated decoding seeds")
     grid.add_argument("--model-dir", default=None, metavar="DIR",
@@ -166,7 +166,7 @@ def leaderboard_strategies() -> list[str]:
 
 def _main(args) -> int:
     from workbench.decoding.registry import (
-        decision_providers, make_manager, strategy_tau_grid, strategy_threshold_param,
+        decision_providers, make_manager, strategy_plugin, strategy_tau_grid, strategy_threshold_param,
     )
     from workbench.results.evaluate import RunSpec, evaluate
     from workbench.results.grid import CellResult, expand, parse_list, parse_seeds, parse_taus
@@ -185,7 +185,9 @@ def _main(args) -> int:
     if args.reference is not None:  # a reference outside the grid would only show after decoding everything
         check_reference(args.reference, {s: set(t) for s, t in taus.items()})
     per_strategy = strategy_params(strategies, args.set)
-    for s in strategies:  # build one manager per strategy now so a bad parameter fails before any model loads
+    for s in strategies:  # build every strategy now so a bad parameter (or tau) fails before any model loads
+        for tau in taus[s]:
+            strategy_plugin(s, {**per_strategy[s], strategy_threshold_param(s): tau})
         make_manager(s, params={**per_strategy[s], strategy_threshold_param(s): taus[s][0]}, plugin_files=args.plugin)
     paths = model_paths(trainers, args.model_dir)
     labels = list(paths)  # trainers, with one label per training seed where DIR/<trainer> holds seed folders

@@ -160,8 +160,12 @@ def strategy_params(args) -> dict:
     """The strategy's parameters from `--set name=value` and `--tau` (mapped to its main threshold)."""
     from workbench.decoding.registry import strategy_threshold_param
 
-    if args.tau is not None and not 0.0 <= args.tau <= 1.0:
-        raise ValueError(f"--tau {args.tau} is outside [0, 1]; thresholds are probabilities")
+    import math
+
+    # The range is the strategy's: a probability threshold refuses 1.5 naming its parameter (unit_interval),
+    # while an entropy budget (eb's gamma) or a logit gap (prophet's) may exceed 1.
+    if args.tau is not None and not math.isfinite(args.tau):
+        raise ValueError(f"--tau {args.tau}: give a finite number (the strategy's main threshold)")
     params = parse_sets(args.set)
     if args.tau is not None:
         params[strategy_threshold_param(args.strategy)] = args.tau

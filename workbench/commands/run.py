@@ -24,7 +24,7 @@ DEFAULT_LIMIT = 500
 def add_arguments(parser) -> None:
     parser.add_argument("--strategy", default="spd", help="decoding strategy (see `workbench list`)")
     parser.add_argument("--tau", type=float, default=None,
-                        help="the strategy's main threshold (threshold: tau; hard/spd: tau_dec; ...) in [0, 1]")
+                        help="the strategy's main knob (threshold: tau; hard/spd: tau_dec; eb: gamma; ...: `workbench list`)")
     add_model_arguments(parser)
     add_decoding_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of a table")

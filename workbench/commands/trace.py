@@ -28,7 +28,7 @@ MAX_CELL = 6  # characters per position in the terminal grid
 def add_arguments(parser) -> None:
     parser.add_argument("--strategy", default="spd", help="decoding strategy (see `workbench list`)")
     parser.add_argument("--sample", type=int, default=0, metavar="K", help="index of the evaluation example")
-    parser.add_argument("--tau", type=float, default=None, help="the strategy's main threshold, in [0, 1]")
+    parser.add_argument("--tau", type=float, default=None, help="the strategy's main knob (see `workbench list`)")
     add_model_arguments(parser)
     parser.add_argument("--task", default=None, help="task name or jsonl:PATH (default: the model's training task)")
     parser.add_argument("--block-size", type=int, default=None, metavar="N")
