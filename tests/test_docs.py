@@ -278,3 +278,23 @@ def test_every_option_of_an_inline_workbench_command_exists():
                             if word.startswith("--") and word.split("=")[0] not in options]
     assert seen >= 20, f"found only {seen} inline commands; is the extraction broken?"
     assert not unknown, "options the docs name that the CLI no longer has:\n" + "\n".join(unknown)
+
+
+def test_the_strategies_table_in_design_md_is_the_code():
+    """docs/design.md's "Strategies at a glance": one row per built-in, with the hooks it answers, what it
+    declares to the core and what --tau sets, as the code has them."""
+    from workbench.decoding.catalog import BUILTIN_STRATEGIES
+    from workbench.decoding.registry import _load_strategy_module, _strategy_target, implemented_hooks
+
+    text = (DOCS / "design.md").read_text(encoding="utf-8")
+    section = text[text.index("### Strategies at a glance"):]
+    rows = {m.group(1): m for m in re.finditer(r"^\| `([\w-]+)` \| [^|]+ \| ([^|]+) \| ([^|]+) \| `(\w+)` \|$",
+                                                section, flags=re.M)}
+    assert set(rows) == {name for name, _ in BUILTIN_STRATEGIES}
+    for name, m in rows.items():
+        target = _strategy_target(_load_strategy_module(name))
+        declared = [a for a in ("needs_probs", "needs_logits", "needs_shadow", "canvas_view") if getattr(target, a, False)]
+        declared += ["forwards_per_block"] if callable(getattr(target, "forwards_per_block", None)) else []
+        assert re.findall(r"`(\w+)`", m.group(2)) == list(implemented_hooks(target)), name
+        assert re.findall(r"`(\w+)`", m.group(3)) == declared, name
+        assert m.group(4) == target.main_threshold, name
