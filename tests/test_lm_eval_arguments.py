@@ -73,7 +73,7 @@ def test_lm_eval_defaults_are_translated(tmp_path):
     ({"cache": "bogus"}, r"model argument cache: invalid choice: 'bogus'"),
     ({"block_size": "x"}, r"model argument block_size: invalid int value"),
     ({"device": "mps"}, r"model argument device: invalid choice"),
-    ({"tau": 2}, r"outside \[0, 1\]"),
+    ({"tau": 2}, r"tau_dec.*must be a number in \[0, 1\], got 2"),
     ({"strategy": "nope"}, r"unknown strategy 'nope'"),
     ({"mc_samples": 0}, r"mc_samples=0"),
     ({"check": "bogus"}, r"check='bogus'.*none, number, exact"),
