@@ -1,8 +1,9 @@
 """DMax's own decoding rule against the workbench's `spd`, `hard` and `threshold` on the shipped models.
 
-    python benchmarks/reference/dmax_parity.py --upstream /work/refs/DMax --model oput --tau-dec 0.95 --samples 500
+    git clone https://github.com/czg1225/DMax ../DMax
+    python benchmarks/reference/dmax_parity.py --upstream ../DMax --model oput --tau-dec 0.95 --samples 500
 
-`--upstream` is a checkout of DMax (github.com/czg1225/DMax; this was written against commit 82bc29ec). Nothing
+`--upstream` is a checkout of DMax (written against commit 82bc29ec). Nothing
 of it is copied here: its dInfer fork's `dinfer/decoding/parallel_strategy.py` is imported from the checkout
 and its `ThresholdParallelDecoder` does every decision, while the loop below drives it the way
 `BlockDiffusionRunner.decode_uniform` / `.decode` (`dinfer/decoding/generate_uniform.py`) do:
@@ -37,7 +38,8 @@ as the workbench scores its own: special tokens, MASK included, dropped from the
 decodes with `skip_special_tokens=True`) and the rows with positions left MASK (`unf`); `--show N` prints the
 first N differing rows.
 
-`--mask-logit-effect` runs no DMax: per cell, the workbench with `mask_logit=remove` against `keep`, every
+`--conf-as-dmax` (a diagnosis) has the workbench compute its confidences with DMax's arithmetic; see
+`conf_as_dmax`. `--mask-logit-effect` runs no DMax: per cell, the workbench with `mask_logit=remove` against `keep`, every
 other parameter at the strategy's default (or `--set`), and prints the rows whose ids (and NFE) differ.
 """
 
@@ -133,6 +135,25 @@ def dmax_decode(ps, utils, model, prompt: list[int], strategy: str, tau: float, 
     ids = x.data[0, p:end_all].tolist()
     ids = ids[:ids.index(eos_id) + 1] if eos_id in ids else ids
     return {"ids": ids, "nfe": nfe, "stuck": stuck}
+
+
+def conf_as_dmax() -> None:
+    """Diagnosis only (`--conf-as-dmax`): the workbench's confidence computed as DMax's `_get_prob_stats` does,
+    p = exp(logit(top) - logsumexp(logits)) in float32, instead of the largest softmax probability. The two
+    differ in the last bit; through SPD's hybrid weights that can flip an argmax that is a near tie (two right
+    digits at p ~ 0.5 each), which this switch shows by making those rows identical. Patches the loop's
+    `predict` in this process."""
+    import workbench.decoding.loop as loop
+
+    predict = loop.predict
+
+    def predict_as_dmax(logits, temperature, rng, rows, want_probs):
+        top, conf, probs = predict(logits, temperature, rng, rows, want_probs)
+        work = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        conf = (work.gather(-1, top[..., None]).squeeze(-1) - work.logsumexp(-1)).exp().float()
+        return top, conf, probs
+
+    loop.predict = predict_as_dmax
 
 
 def workbench_api():
@@ -234,6 +255,8 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="workbench strategy parameter added to / overriding the reference switches")
     ap.add_argument("--show", type=int, default=0, metavar="N", help="print the first N differing rows per cell")
+    ap.add_argument("--conf-as-dmax", action="store_true",
+                    help="diagnosis: the workbench computes conf with DMax's arithmetic (see conf_as_dmax)")
     ap.add_argument("--mask-logit-effect", action="store_true",
                     help="no DMax: the workbench with mask_logit=remove against keep, other parameters as given "
                          "(strategy defaults, plus --set)")
@@ -245,13 +268,16 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     ps, utils = load_dmax(args.upstream)
     wb = workbench_api()
+    if args.conf_as_dmax:
+        conf_as_dmax()
     sets = parse_sets(args.set)
     strategies = [s for s in args.strategies.split(",") if s]
     taus = [float(t) for t in args.tau_dec.split(",")]
     commit = subprocess.run(["git", "-C", str(args.upstream), "rev-parse", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     print(f"DMax {commit or '(commit unknown)'}; block {args.block_size}, {args.samples} samples, "
-          f"workbench batch {args.batch_size}, cache {args.cache}")
+          f"workbench batch {args.batch_size}, cache {args.cache}"
+          f"{', conf with DMax arithmetic' if args.conf_as_dmax else ''}")
     header = (f"{'model':8} {'strategy':9} {'tau':>5} {'rows':>9} {'ids':>9} {'NFE':>9} {'acc DMax':>9} "
               f"{'acc wb':>7} {'unf DMax':>8} {'unf wb':>6} {'stuck':>5}")
     print(header)

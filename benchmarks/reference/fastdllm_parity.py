@@ -1,8 +1,9 @@
 """Fast-dLLM's LLaDA `generate` (no cache, prefix cache, dual cache) against the workbench's `threshold`.
 
-    python benchmarks/reference/fastdllm_parity.py --upstream /work/refs/Fast-dLLM
+    git clone https://github.com/NVlabs/Fast-dLLM ../Fast-dLLM
+    python benchmarks/reference/fastdllm_parity.py --upstream ../Fast-dLLM
 
-`--upstream` is a checkout of github.com/NVlabs/Fast-dLLM (written against commit 24cc59e7). Nothing of it is
+`--upstream` is a checkout of Fast-dLLM (written against commit 24cc59e7). Nothing of it is
 copied here: its `llada/generate.py` (`generate`, `generate_with_prefix_cache`, `generate_with_dual_cache`)
 and `llada/model/modeling_llada.py` are imported from the checkout and run as published.
 
