@@ -38,8 +38,8 @@ as the workbench scores its own: special tokens, MASK included, dropped from the
 decodes with `skip_special_tokens=True`) and the rows with positions left MASK (`unf`); `--show N` prints the
 first N differing rows.
 
-`--conf-as-dmax` (a diagnosis) has the workbench compute its confidences with DMax's arithmetic; see
-`conf_as_dmax`. `--mask-logit-effect` runs no DMax: per cell, the workbench with `mask_logit=remove` against `keep`, every
+`--dmax-arithmetic` (a diagnosis) has the workbench compute with DMax's float arithmetic where it differs in
+the last bit (confidences, SPD's hybrid, no KV cache); see `dmax_arithmetic`. `--mask-logit-effect` runs no DMax: per cell, the workbench with `mask_logit=remove` against `keep`, every
 other parameter at the strategy's default (or `--set`), and prints the rows whose ids (and NFE) differ.
 """
 
@@ -137,12 +137,17 @@ def dmax_decode(ps, utils, model, prompt: list[int], strategy: str, tau: float, 
     return {"ids": ids, "nfe": nfe, "stuck": stuck}
 
 
-def conf_as_dmax() -> None:
-    """Diagnosis only (`--conf-as-dmax`): the workbench's confidence computed as DMax's `_get_prob_stats` does,
-    p = exp(logit(top) - logsumexp(logits)) in float32, instead of the largest softmax probability. The two
-    differ in the last bit; through SPD's hybrid weights that can flip an argmax that is a near tie (two right
-    digits at p ~ 0.5 each), which this switch shows by making those rows identical. Patches the loop's
-    `predict` in this process."""
+def dmax_arithmetic() -> None:
+    """Diagnosis only (`--dmax-arithmetic`): the workbench computes in this process with DMax's float
+    arithmetic where it differs in the last bit. (1) conf = exp(logit(top) - logsumexp(logits)) in float32
+    (DMax's `_get_prob_stats`) instead of the largest softmax probability; (2) SPD's hybrid as
+    `E(top) p + e_mask (1 - p)` and `||E(top)|| p + ||e_mask|| (1 - p)` (DMax's `decode_uniform`) instead of
+    `lerp`; (3) with `--cache none`, which the flag sets, the forward recomputes the canvas as the driver does
+    instead of reading the prefix KV cache. Each changes numbers only in the last bit, but SPD feeds `conf`
+    back as hybrid weights, and on the choice task two right digits often sit near p 0.5 each, so the last
+    bit can flip a later argmax. With all three, the rows that differ become identical. Patches the loop's
+    `predict` and the embedders' `hybrid`."""
+    import plugins.embedders as embedders
     import workbench.decoding.loop as loop
 
     predict = loop.predict
@@ -153,7 +158,16 @@ def conf_as_dmax() -> None:
         conf = (work.gather(-1, top[..., None]).squeeze(-1) - work.logsumexp(-1)).exp().float()
         return top, conf, probs
 
+    def hybrid_as_dmax(e_top, e_mask, p, top_norm=None):
+        dtype, work = e_top.dtype, torch.promote_types(e_top.dtype, torch.float32)
+        e_top, e_mask, p = e_top.to(work), e_mask.to(work), p.to(work)[..., None]
+        top_norm = e_top.norm(dim=-1, keepdim=True) if top_norm is None else top_norm.to(work)[..., None]
+        mixed = e_top * p + e_mask * (1 - p)
+        target = top_norm * p + e_mask.norm() * (1 - p)
+        return (mixed * (target / (mixed.norm(dim=-1, keepdim=True) + embedders.HYBRID_EPS))).to(dtype)
+
     loop.predict = predict_as_dmax
+    embedders.hybrid = hybrid_as_dmax
 
 
 def workbench_api():
@@ -255,8 +269,9 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="workbench strategy parameter added to / overriding the reference switches")
     ap.add_argument("--show", type=int, default=0, metavar="N", help="print the first N differing rows per cell")
-    ap.add_argument("--conf-as-dmax", action="store_true",
-                    help="diagnosis: the workbench computes conf with DMax's arithmetic (see conf_as_dmax)")
+    ap.add_argument("--dmax-arithmetic", action="store_true",
+                    help="diagnosis: the workbench computes with DMax's float arithmetic, uncached (see "
+                         "dmax_arithmetic)")
     ap.add_argument("--mask-logit-effect", action="store_true",
                     help="no DMax: the workbench with mask_logit=remove against keep, other parameters as given "
                          "(strategy defaults, plus --set)")
@@ -268,8 +283,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     ps, utils = load_dmax(args.upstream)
     wb = workbench_api()
-    if args.conf_as_dmax:
-        conf_as_dmax()
+    if args.dmax_arithmetic:
+        dmax_arithmetic()
+        args.cache = "none"
     sets = parse_sets(args.set)
     strategies = [s for s in args.strategies.split(",") if s]
     taus = [float(t) for t in args.tau_dec.split(",")]
@@ -277,7 +293,7 @@ def main(argv=None) -> int:
                             text=True).stdout.strip()
     print(f"DMax {commit or '(commit unknown)'}; block {args.block_size}, {args.samples} samples, "
           f"workbench batch {args.batch_size}, cache {args.cache}"
-          f"{', conf with DMax arithmetic' if args.conf_as_dmax else ''}")
+          f"{', DMax arithmetic' if args.dmax_arithmetic else ''}")
     header = (f"{'model':8} {'strategy':9} {'tau':>5} {'rows':>9} {'ids':>9} {'NFE':>9} {'acc DMax':>9} "
               f"{'acc wb':>7} {'unf DMax':>8} {'unf wb':>6} {'stuck':>5}")
     print(header)
