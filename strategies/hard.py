@@ -6,7 +6,8 @@ Per block, positions are mask positions or token positions; each step:
    the ablation's non-contiguous variant, with the same leftmost fallback);
 2. every token position takes the current step's top (re-predicted every step, so it can be revised);
 3. converge when nothing changed this step or every active position has conf >= tau_acc (see
-   `plugins.convergence.stable` for the reading of "changed"); commit the current tops of the block;
+   `plugins.convergence.stable` for the reading of "changed"); commit the current tops of the block (of its
+   token positions only with `fill_at_cap=False`);
 4. next input: e_mask at mask positions, E(top) at token positions.
 
 Defaults (DMax, math): tau_dec = 0.5, tau_acc = 0.9; the cap of B forwards per block is the core's.
@@ -14,9 +15,11 @@ With contiguous promotion the mask positions always form a contiguous suffix of 
 (default) is DMax's decoding rule; `contiguous=False` is the paper's ablation variant.
 
 Reference switches (`--set name=value`), DMax's behaviour one setting away:
-- `fill_at_cap` (default True): at the forward cap, mask positions left get their current top. False is
-  DMax's: a row that reaches the cap without converging keeps them masked in the output (the core reports
-  them per sample as `unfilled`); a row that converges commits the tops of its whole block either way.
+- `fill_at_cap` (default True): mask positions still open when a block ends get their current top. A block
+  ends with open positions at the forward cap, or when it converges by the confidence rule with masks left
+  (every position >= tau_acc but the run from the leftmost mask broken below tau_dec: only when
+  tau_dec > tau_acc). False is DMax's (`decode_uniform` stops and leaves every position it has not promoted
+  MASK, in both cases): they stay masked in the output, and the core reports them per sample as `unfilled`.
 - `mask_logit` (default `remove`): the core removes the MASK logit before the softmax. `keep` is DMax's:
   the softmax includes MASK, so a position's top may be MASK (its confidence counts as any other).
 """
@@ -68,9 +71,10 @@ class Hard:
 
     @hookimpl
     def commit(self, state: BlockState) -> torch.Tensor:
-        revisable = state.active
-        if not self.fill_at_cap:  # DMax: a row that ends at the forward cap without converging keeps its masks
-            revisable = revisable & (~state.is_mask | state.converged[:, None])
+        """Called by the core for the rows that finish this step (converged or at the cap); returns the
+        block's final ids (B, L): the current top at token positions, and at the positions still open the
+        current top (`fill_at_cap`, default) or their mask id (DMax: whatever ended the block)."""
+        revisable = state.active if self.fill_at_cap else state.active & ~state.is_mask
         return torch.where(revisable, state.top, state.ids)
 
 

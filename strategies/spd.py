@@ -1,8 +1,9 @@
 """Soft Parallel Decoding (DMax SPD).
 
 Exactly the hard-token refinement loop of `strategies.hard` (contiguous promotion with tau_dec,
-re-predicted token positions, stable-or-confident convergence with tau_acc, commit of current tops),
-except the input of a token position j: the norm-preserving hybrid of DMax Eq. 9-10,
+re-predicted token positions, stable-or-confident convergence with tau_acc, commit of current tops, the
+reference switches `fill_at_cap` and `mask_logit`), except the input of a token position j: the
+norm-preserving hybrid of DMax Eq. 9-10,
 h~ = p_j E(top_j) + (1 - p_j) e_mask rescaled to norm p_j ||E(top_j)|| + (1 - p_j) ||e_mask||, p_j = conf_j
 (`plugins.embedders.hybrid`). Mask positions get e_mask. Soft inputs exist only inside the current
 block; committed blocks enter the context as hard ids.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -138,7 +139,8 @@ def test_convergence_rules_match_reference(rows, promoted_any, tau_acc):
 
 
 def test_fill_at_cap_switch_on_a_hand_computed_state():
-    """At the cap, open positions get their top (default) or stay masked (fill_at_cap=false, DMax's)."""
+    """A block that ends with open positions, at the cap or converged by the confidence rule: they get their
+    top (default) or stay masked (fill_at_cap=false, DMax's, whatever ended the block)."""
     from workbench.authoring.properties import MASK_ID, make_block_state
 
     state = make_block_state([[0.9, 0.3, 0.2], [0.9, 0.95, 0.95]], is_mask=[[False, True, True], [False, True, True]],
@@ -146,7 +148,77 @@ def test_fill_at_cap_switch_on_a_hand_computed_state():
     state.converged = torch.tensor([False, True])  # row 0 ends at the cap, row 1 converged (all >= tau_acc)
     filled = make_manager("hard").get_plugin("hard").commit(state)
     kept = make_manager("hard", params={"fill_at_cap": False}).get_plugin("hard").commit(state)
-    assert filled.tolist() == [[7, 8, 9], [7, 8, 9]] and kept.tolist() == [[7, MASK_ID, MASK_ID], [7, 8, 9]]
+    assert filled.tolist() == [[7, 8, 9], [7, 8, 9]]
+    assert kept.tolist() == [[7, MASK_ID, MASK_ID], [7, MASK_ID, MASK_ID]]
+
+
+# Issue 21's example (shipped oput model, prompt `57466307=`, spd, tau_dec 0.95, block 1 step 4): positions
+# 0-2 are token positions, 3-7 open; DMax's `decode_uniform` promotes position 3 alone (0.942 < 0.95 breaks
+# the run, so the leftmost is the fallback), every position is >= 0.9, so it stops: [10, 7, 4, 11, M, M, M, M].
+DMAX_STEP_CONF = [[0.991, 0.913, 0.999, 0.942, 0.999, 0.984, 1.0, 0.95]]
+DMAX_STEP_TOP = [[10, 7, 4, 11, 5, 4, 11, 9]]
+
+
+@pytest.mark.parametrize("strategy", ["hard", "spd"])
+def test_dmax_confidence_stop_with_open_positions_on_a_hand_built_step(strategy):
+    """One step through the strategy's own hooks, in the core's order (promote, the core's update, converge,
+    commit): with the reference switches the positions DMax never promoted stay MASK."""
+    from workbench.authoring.properties import MASK_ID, make_block_state
+
+    def step(params):
+        plugin = make_manager(strategy, params={"tau_dec": 0.95, **params}).get_plugin(strategy)
+        state = make_block_state(DMAX_STEP_CONF, is_mask=[[False] * 3 + [True] * 5], top=DMAX_STEP_TOP)
+        state.prev_top = state.top.clone()
+        promoted = plugin.promote(state)
+        assert promoted.tolist() == [[False, False, False, True, False, False, False, False]]
+        state.promoted, state.fallback = promoted, torch.zeros_like(promoted)
+        state.ids = torch.where(promoted, state.top, state.ids)  # what the core does with a promotion
+        state.is_mask = state.is_mask & ~promoted
+        state.converged = plugin.converge(state)
+        assert state.converged.tolist() == [True]  # (b): every active position >= tau_acc 0.9
+        return plugin.commit(state).tolist()
+
+    assert step({"mask_logit": "keep", "fill_at_cap": False}) == [[10, 7, 4, 11] + [MASK_ID] * 4]
+    assert step({}) == DMAX_STEP_TOP  # the default fills the open positions with their tops
+
+
+class FixedConfidence:
+    """A block-causal denoiser whose block position j predicts DMAX_STEP_TOP[0][j] with probability
+    DMAX_STEP_CONF[0][j] (the rest spread evenly over the other ids, MASK included), whatever its input."""
+
+    vocab_size, block_causal, mask_id, eos_id, pad_id = 16, True, 1, 2, 0
+
+    def __init__(self):
+        self.table = torch.randn(self.vocab_size, 8, generator=torch.Generator().manual_seed(0))
+
+    def embedding_table(self):
+        return self.table
+
+    def mask_embedding(self):
+        return self.table[self.mask_id]
+
+    def denoise(self, inputs_embeds, *, block_ids, valid):
+        n, length = block_ids.shape
+        p = torch.tensor(DMAX_STEP_CONF[0], dtype=torch.float64)
+        probs = ((1 - p) / (self.vocab_size - 1))[:, None].expand(8, self.vocab_size).clone()
+        probs.scatter_(1, torch.tensor(DMAX_STEP_TOP[0])[:, None], p[:, None])
+        logits = probs.log().float()  # (8, V)
+        # A block-causal forward ends at its block's end: align the pattern on the last 8 positions.
+        return logits[(torch.arange(length) - length) % 8].expand(n, length, self.vocab_size)
+
+
+@pytest.mark.parametrize("strategy", ["hard", "spd"])
+def test_dmax_confidence_stop_leaves_masks_in_the_output_and_reports_them(strategy):
+    """Through the loop: step 1 promotes position 0 (0.913 breaks the run), every position is >= 0.9, so the
+    block converges at once; DMax's switches leave the 7 other positions masked and the core counts them."""
+    from workbench.authoring.properties import MASK_ID
+
+    config = DecodeConfig(block_size=8, max_new_tokens=8)
+    reference = {"tau_dec": 0.95, "mask_logit": "keep", "fill_at_cap": False}
+    kept = generate(FixedConfidence(), [[5, 6]], make_manager(strategy, params=reference), config)[0]
+    assert kept.ids == [10] + [MASK_ID] * 7 and kept.extras["unfilled"] == 7 and kept.nfe == 1
+    filled = generate(FixedConfidence(), [[5, 6]], make_manager(strategy, params={"tau_dec": 0.95}), config)[0]
+    assert filled.ids == DMAX_STEP_TOP[0] and "unfilled" not in filled.extras and filled.nfe == 1
 
 
 def test_fill_at_cap_false_leaves_masks_in_the_output_and_reports_them():

@@ -140,7 +140,7 @@ def main(args) -> int:
                       f"broke {revs.broke}")
     if result["unfilled_positions"]:
         console.print(f"[yellow]masked output:[/] {result['unfilled_samples']} samples kept "
-                      f"{result['unfilled_positions']} positions masked (the strategy leaves positions open at the "
-                      f"forward cap or commits MASK predictions: fill_at_cap=false / mask_logit=keep); they count "
+                      f"{result['unfilled_positions']} positions masked (the strategy leaves positions open when a "
+                      f"block ends or commits MASK predictions: fill_at_cap=false / mask_logit=keep); they count "
                       f"as generated tokens and their text is empty")
     return 0
