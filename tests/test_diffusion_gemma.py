@@ -173,3 +173,101 @@ def test_run_and_ablate_a_diffusion_gemma_folder(folder, tmp_path, capsys):
                 "--json"]) == 0
     grid = json.loads(capsys.readouterr().out)
     assert {c["strategy"] for c in grid["cells"]} == {"uniform-eb", "threshold", "hard"}
+
+
+# -- folders that used to load wrong without a word (issue 21, item 2) ------------------------------------
+
+def save_folder(path, *, canvas: int = 8, seed: int = 2, **text):
+    """A DiffusionGemma folder with the char tokenizer; `text`: text_config fields to change."""
+    tokenizer = build_char_tokenizer()
+    model = build_random_diffusion_gemma(len(tokenizer) + 6, canvas_length=canvas, seed=seed)
+    model.generation_config.max_denoising_steps = 6
+    for name, value in text.items():
+        setattr(model.config.text_config, name, value)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_a_folder_missing_a_tensor_is_refused_naming_it_by_run_and_train(tmp_path, capsys):
+    """transformers would initialise the tensor at random and say so in a log line the CLI hides."""
+    from safetensors.torch import load_file, save_file
+
+    from workbench.models.folders import WeightMismatchError
+    from workbench.models.loading import load_model
+
+    folder = save_folder(tmp_path / "dg")
+    weights = load_file(folder / "model.safetensors")
+    del weights["model.decoder.layers.0.self_attn.q_proj.weight"]
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(WeightMismatchError, match=r"missing model\.decoder\.layers\.0\.self_attn\.q_proj\.weight"):
+        load_model(folder)
+    capsys.readouterr()
+    assert cli(["run", "--model", str(folder), "--strategy", "uniform-eb", "--limit", "2", "--store",
+                str(tmp_path / "r.db")]) == 2
+    err = capsys.readouterr().err
+    assert "q_proj.weight" in err and err.strip().splitlines()[-1].startswith("workbench run: error:")
+    assert cli(["train", "--init", str(folder), "--trainer", "uniform", "--set", "mode=uniform-state", "--preset",
+                "micro", "--steps", "1", "--eval-limit", "0", "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "--init" in (err := capsys.readouterr().err) and "q_proj.weight" in err
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_a_folder_without_a_tokenizer_is_refused_saying_what_to_copy(tmp_path, capsys):
+    """AutoTokenizer would build Gemma's tokenizer from nothing: 5 tokens, every prompt one id."""
+    folder = save_folder(tmp_path / "dg")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).unlink()
+    capsys.readouterr()
+    assert cli(["run", "--model", str(folder), "--strategy", "uniform-eb", "--limit", "2", "--store",
+                str(tmp_path / "r.db")]) == 2
+    assert "holds no tokenizer (tokenizer.json or tokenizer.model)" in capsys.readouterr().err
+    assert cli(["train", "--init", str(folder), "--trainer", "uniform", "--set", "mode=uniform-state", "--preset",
+                "micro", "--steps", "1", "--eval-limit", "0", "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "holds no tokenizer" in capsys.readouterr().err
+
+
+def test_the_length_check_reads_the_text_configs_positions():
+    """DiffusionGemma keeps max_position_embeddings in text_config: 96 is the limit of a 96-position model,
+    and a released checkpoint's 131072 is not capped at the 4096 of models that declare none."""
+    from workbench.decoding.limits import LengthError, check_lengths, max_positions
+
+    model = build_random_diffusion_gemma(64, seed=3)
+    model.config.text_config.max_position_embeddings = 96
+    denoiser = DiffusionGemmaDenoiser(model)
+    assert max_positions(denoiser) == (96, "its config's text_config.max_position_embeddings")
+    check_lengths(denoiser, [[5] * 64], 32)  # exactly full
+    with pytest.raises(LengthError, match=r"100 tokens .* at most 96 \(its config's text_config"):
+        check_lengths(denoiser, [[5] * 100], 32)
+    model.config.text_config.max_position_embeddings = 131072
+    assert max_positions(denoiser)[0] == 131072
+
+
+def test_float64_decodes_and_equals_generate_in_float64():
+    """torch's grouped matrix product (the MoE experts' default) has no float64 kernel: in float64 the adapter
+    switches the experts to transformers' eager loop, and back when cast again."""
+    model = build_random_diffusion_gemma(128, seed=4)
+    denoiser = DiffusionGemmaDenoiser(model).to(torch.float64)
+    assert model.dtype == torch.float64 and model.config._experts_implementation == "eager"
+    prompt = torch.randint(4, 128, (1, 5), generator=torch.Generator().manual_seed(0))
+    settings = dict(max_denoising_steps=6)
+    expected = reference(model, prompt, sample_seed(0, 0), 24, **settings)
+    assert workbench(denoiser, prompt, 0, 24, "sample", **settings)[1] == expected
+    denoiser.to(torch.float32)
+    assert model.config._experts_implementation == "grouped_mm"
+
+
+def test_training_takes_the_canvas_length_and_refuses_another_block(tmp_path, capsys):
+    folder = save_folder(tmp_path / "dg16", canvas=16)
+    common = ["train", "--init", str(folder), "--trainer", "uniform", "--set", "mode=uniform-state", "--steps", "1",
+              "--eval-limit", "0", "--quiet", "--preset"]
+    capsys.readouterr()
+    assert cli([*common, "micro", "--block-size", "8", "--out", str(tmp_path / "b8")]) == 2
+    assert ("canvas holds 16 positions" in (err := capsys.readouterr().err) and "train blocks of 8" in err
+            and "--block-size 16" in err)
+    assert cli([*common, "micro", "--out", str(tmp_path / "own")]) == 0
+    assert json.loads((tmp_path / "own" / "training.json").read_text())["train_config"]["block_size"] == 16
+    capsys.readouterr()
+    assert cli([*common, "post", "--out", str(tmp_path / "post")]) == 0
+    assert "block size 16: the canvas length of the DiffusionGemma --init (not the preset's 8)" in \
+        capsys.readouterr().err  # the preset's block 8 gives way, and says so
