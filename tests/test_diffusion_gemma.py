@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 import torch
 
@@ -35,17 +36,18 @@ def reference(model, prompts: torch.Tensor, seed: int, new: int, **settings) -> 
     out = model.generate(prompts, max_new_tokens=new, **settings)
     rows = []
     for i in range(prompts.shape[0]):
-        ids = out.sequences[i, prompts.shape[1]:].tolist()
+        ids = out.sequences[i, prompts.shape[1]:].tolist()  # whole canvases: cut to `new` below
         kept = sum(t != model.generation_config.pad_token_id for t in ids)  # generate's TPF numerator
         forwards = round(kept / float(out.tokens_per_forward[i]))
-        eos = model.generation_config.eos_token_id
+        eos, ids = model.generation_config.eos_token_id, ids[:new]
         rows.append((ids[:ids.index(eos) + 1] if eos in ids else ids, forwards))
     return rows
 
 
-def workbench(denoiser, prompts: torch.Tensor, seed: int, new: int, rng: str, **settings):
+def workbench(denoiser, prompts: torch.Tensor, seed: int, new: int, rng: str, last_block: str = "full",
+              **settings):
     config = DecodeConfig(block_size=denoiser.canvas_length, max_new_tokens=new, rng=rng, seed=seed,
-                          max_forwards_per_block=settings["max_denoising_steps"])
+                          max_forwards_per_block=settings["max_denoising_steps"], last_block=last_block)
     results = generate(denoiser, prompts.tolist(), make_manager("uniform-eb", params=settings), config)
     return results, [(r.ids, r.nfe) for r in results]
 
@@ -91,6 +93,67 @@ def test_batch_of_four_equals_generate_on_the_batch_stream(wide, settings):
         pytest.fail("no seed in 3..12 keeps every row to the last canvas")
     _, got = workbench(denoiser, prompts, seed, 32, "batch", **settings)
     assert got == expected
+
+
+@pytest.fixture(scope="module")
+def canvas6():
+    """Canvas 6, vocabulary 512: 27 new tokens leave a last canvas of 3 positions (issue 21, item 3)."""
+    model = build_random_diffusion_gemma(512, canvas_length=6, seed=1)
+    return model, DiffusionGemmaDenoiser(model)
+
+
+@pytest.mark.parametrize("settings", SETTINGS[:3], ids=range(3))
+def test_max_new_tokens_not_a_multiple_of_the_canvas_equals_generate_at_batch_one(canvas6, settings):
+    """generate denoises a whole last canvas and returns it whole; `last_block="full"` (DiffusionGemma's
+    default) does the same and cuts to max_new_tokens: same ids, same decoder forwards. A short last block
+    (3 positions) is another computation: equal up to position 24, then not."""
+    model, denoiser = canvas6
+    assert denoiser.decode_defaults()["last_block"] == "full"
+    for seed in (0, 1):
+        prompt = torch.randint(4, 512, (1, 5), generator=torch.Generator().manual_seed(seed))
+        expected = reference(model, prompt, sample_seed(seed, 0), 27, **settings)
+        results, got = workbench(denoiser, prompt, seed, 27, "sample", **settings)
+        assert got == expected and len(results[0].ids) == min(27, len(expected[0][0]))
+        if len(expected[0][0]) == 27:  # no EOS before the last canvas
+            short = workbench(denoiser, prompt, seed, 27, "sample", last_block="short", **settings)[1]
+            assert short[0][0][:24] == expected[0][0][:24] and short[0][0][24:] != expected[0][0][24:]
+
+
+@pytest.mark.parametrize("settings", SETTINGS[:3], ids=range(3))
+def test_max_new_tokens_not_a_multiple_of_the_canvas_equals_generate_on_a_batch(canvas6, settings):
+    model, denoiser = canvas6
+    for seed in range(3, 13):  # the first seed whose rows all reach the last canvas (deterministic)
+        prompts = torch.randint(4, 512, (4, 5), generator=torch.Generator().manual_seed(seed))
+        expected = reference(model, prompts, seed, 27, **settings)
+        if all(len(ids) > 24 for ids, _ in expected):
+            break
+    else:
+        pytest.fail("no seed in 3..12 keeps every row to the last canvas")
+    _, got = workbench(denoiser, prompts, seed, 27, "batch", **settings)
+    assert got == expected
+
+
+def test_a_full_last_block_is_decoded_whole_and_cut_by_any_strategy(small):
+    """The core's part: every strategy decodes the whole last block (hooks see 8 positions) and the output
+    stops at max_new_tokens; without a remainder `full` and `short` are the same decode."""
+    from workbench import hookimpl
+
+    _, denoiser = small
+    lengths = []
+
+    class Lengths:
+        @hookimpl
+        def on_block_end(self, state, committed):
+            lengths.append(committed.shape[1])
+
+    config = DecodeConfig(block_size=8, max_new_tokens=11, last_block="full")
+    assert config.decoded_length == 16 and config.block_spans() == [(0, 8), (8, 16)]
+    results = generate(denoiser, [[5, 6, 7], [8]], make_manager("threshold", extra_plugins=[Lengths()]), config)
+    assert lengths == [8, 8] or lengths == [8]  # a row may end (EOS) in block 1
+    assert all(len(r.ids) <= 11 for r in results)
+    whole = DecodeConfig(block_size=8, max_new_tokens=16)
+    assert [r.ids for r in generate(denoiser, [[5, 6]], make_manager("threshold"), whole)] == \
+        [r.ids for r in generate(denoiser, [[5, 6]], make_manager("threshold"), attrs.evolve(whole, last_block="full"))]
 
 
 def test_per_sample_streams_make_a_batch_decode_as_its_rows_alone(small):
@@ -271,3 +334,24 @@ def test_training_takes_the_canvas_length_and_refuses_another_block(tmp_path, ca
     assert cli([*common, "post", "--out", str(tmp_path / "post")]) == 0
     assert "block size 16: the canvas length of the DiffusionGemma --init (not the preset's 8)" in \
         capsys.readouterr().err  # the preset's block 8 gives way, and says so
+
+
+def test_the_cli_decodes_whole_canvases_on_diffusion_gemma_and_keys_only_that(folder, tmp_path, capsys):
+    """`--last-block` defaults to the model's (DiffusionGemma: full; others: short); a run that decodes as
+    before (short) keeps the run key it had before the field existed."""
+    from workbench.results.evaluate import decode_key
+
+    store = str(tmp_path / "r.db")
+    common = ["run", "--model", str(folder), "--strategy", "uniform-eb", "--limit", "2", "--gen-length", "12",
+              "--store", store, "--json"]
+    assert cli(common) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["last_block"] == "full" and out["gen_length"] == 12 and out["nfe"] == 12  # 2 canvases of 6 steps
+    assert cli([*common, "--last-block", "short"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["last_block"] == "short" and out["from_store"] == 0  # another run
+    assert cli(["run", "--limit", "2", "--gen-length", "12", "--store", store, "--json"]) == 0  # the shipped model
+    assert json.loads(capsys.readouterr().out)["last_block"] == "short"
+    config = DecodeConfig(block_size=8, max_new_tokens=12)
+    assert "last_block" not in decode_key(config) and decode_key(attrs.evolve(config, last_block="full"))[
+        "last_block"] == "full"

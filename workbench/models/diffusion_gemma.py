@@ -133,9 +133,12 @@ class DiffusionGemmaDenoiser(nn.Module):
         return out
 
     def decode_defaults(self) -> dict:
-        """Block size = the canvas length; forward cap = `max_denoising_steps` (the DecodeConfig fields)."""
+        """How `generate` decodes, as DecodeConfig fields: block size = the canvas length, forward cap =
+        `max_denoising_steps`, and whole canvases only (`last_block="full"`: a `max_new_tokens` that is not a
+        multiple of the canvas still denoises a whole last canvas, and the output is cut afterwards)."""
         return {"block_size": self.canvas_length,
-                "max_forwards_per_block": int(self.generation_defaults()["max_denoising_steps"])}
+                "max_forwards_per_block": int(self.generation_defaults()["max_denoising_steps"]),
+                "last_block": "full"}
 
     # -- forwards ------------------------------------------------------------------------------------
     def encode(self, ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor, cache) -> None:
