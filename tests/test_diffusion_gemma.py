@@ -338,7 +338,7 @@ def test_training_takes_the_canvas_length_and_refuses_another_block(tmp_path, ca
 
 def test_the_cli_decodes_whole_canvases_on_diffusion_gemma_and_keys_only_that(folder, tmp_path, capsys):
     """`--last-block` defaults to the model's (DiffusionGemma: full; others: short); a run that decodes as
-    before (short) keeps the run key it had before the field existed."""
+    before the field existed (short, or no part-filled last block) keeps the run key it had."""
     from workbench.results.evaluate import decode_key
 
     store = str(tmp_path / "r.db")
@@ -352,6 +352,7 @@ def test_the_cli_decodes_whole_canvases_on_diffusion_gemma_and_keys_only_that(fo
     assert out["last_block"] == "short" and out["from_store"] == 0  # another run
     assert cli(["run", "--limit", "2", "--gen-length", "12", "--store", store, "--json"]) == 0  # the shipped model
     assert json.loads(capsys.readouterr().out)["last_block"] == "short"
-    config = DecodeConfig(block_size=8, max_new_tokens=12)
+    config = DecodeConfig(block_size=8, max_new_tokens=12)  # keyed only where it changes what is decoded
     assert "last_block" not in decode_key(config) and decode_key(attrs.evolve(config, last_block="full"))[
         "last_block"] == "full"
+    assert "last_block" not in decode_key(DecodeConfig(block_size=8, max_new_tokens=16, last_block="full"))

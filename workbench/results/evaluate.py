@@ -75,15 +75,14 @@ class RunSpec:
         }
 
 
-# DecodeConfig fields added after stores of runs existed, with the value that gives the behaviour from before
-# them: keyed only when set otherwise, so a run that decodes as before keeps its key and its stored samples.
-LATER_DECODE_FIELDS = {"last_block": "short"}
-
-
 def decode_key(decode: DecodeConfig) -> dict:
-    """The run key's `decode` entry: every DecodeConfig field, less the later fields at their earlier behaviour."""
-    return {k: v for k, v in attrs.asdict(decode).items()
-            if not (k in LATER_DECODE_FIELDS and v == LATER_DECODE_FIELDS[k])}
+    """The run key's `decode` entry: every DecodeConfig field, except `last_block` where it changes nothing
+    (`short`, or no part-filled last block). It came after stores of runs existed: a run that decodes as
+    before it keeps its key and its stored samples."""
+    key = attrs.asdict(decode)
+    if decode.decoded_length == decode.max_new_tokens:
+        del key["last_block"]
+    return key
 
 
 class StaleSamplesError(ValueError):
