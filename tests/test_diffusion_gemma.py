@@ -133,29 +133,6 @@ def test_max_new_tokens_not_a_multiple_of_the_canvas_equals_generate_on_a_batch(
     assert got == expected
 
 
-def test_a_full_last_block_is_decoded_whole_and_cut_by_any_strategy(small):
-    """The core's part: every strategy decodes the whole last block (hooks see 8 positions) and the output
-    stops at max_new_tokens; without a remainder `full` and `short` are the same decode."""
-    from workbench import hookimpl
-
-    _, denoiser = small
-    lengths = []
-
-    class Lengths:
-        @hookimpl
-        def on_block_end(self, state, committed):
-            lengths.append(committed.shape[1])
-
-    config = DecodeConfig(block_size=8, max_new_tokens=11, last_block="full")
-    assert config.decoded_length == 16 and config.block_spans() == [(0, 8), (8, 16)]
-    results = generate(denoiser, [[5, 6, 7], [8]], make_manager("threshold", extra_plugins=[Lengths()]), config)
-    assert lengths == [8, 8] or lengths == [8]  # a row may end (EOS) in block 1
-    assert all(len(r.ids) <= 11 for r in results)
-    whole = DecodeConfig(block_size=8, max_new_tokens=16)
-    assert [r.ids for r in generate(denoiser, [[5, 6]], make_manager("threshold"), whole)] == \
-        [r.ids for r in generate(denoiser, [[5, 6]], make_manager("threshold"), attrs.evolve(whole, last_block="full"))]
-
-
 def test_per_sample_streams_make_a_batch_decode_as_its_rows_alone(small):
     _, denoiser = small
     prompts = [[5, 9, 30], [7], [40, 41]]
