@@ -58,3 +58,24 @@ def test_every_builtin_strategy_decodes_a_whole_last_block_and_the_output_is_cut
     if (strategy, params) not in CANVAS_WIDE:
         for a, b in zip(results["short"], results["full"]):
             assert a.ids[:8] == b.ids[:8] and a.block_steps[:2] == b.block_steps[:2]
+
+
+@pytest.mark.parametrize("strategy,params", [("iter-smooth", {}), ("klass", {}), ("prophet", {"answer_start": 0})],
+                         ids=["iter-smooth", "klass", "prophet"])
+def test_the_canvas_view_spans_the_decoded_canvas(strategy, params):
+    """On a bidirectional model decoded without a cache the canvas view covers every decoded position: 12
+    under `full` (the last block whole), of which 10 are returned."""
+    from workbench.models.native import build_random_model
+
+    model = build_random_model(24, seed=0, hidden_size=32, num_layers=2, num_heads=2, block_causal=False)
+    widths = []
+
+    class Width:
+        @hookimpl
+        def on_step_end(self, state):
+            widths.append(state.canvas_logits.shape[1] if state.canvas_view else None)
+
+    config = DecodeConfig(block_size=4, max_new_tokens=10, last_block="full")
+    results = generate(model, [[5, 6, 7], [8, 9]], make_manager(strategy, params=params, extra_plugins=[Width()]),
+                       config)
+    assert set(widths) == {12} and all(len(r.ids) <= 10 for r in results)

@@ -193,7 +193,7 @@ class BlockState:
             at WINO's shadow block, i.e. position j predicted with position j hidden (raw, before
             `process_logits`; see `workbench.decoding.cache`).
         canvas_logits: (B, G, V) float32, the latest forward's logits at every generated position (G =
-            `config.max_new_tokens`; as the model returned them: `process_logits` sees only the block's), only
+            `config.decoded_length`; as the model returned them: `process_logits` sees only the block's), only
             with the canvas view (else reading it raises).
         canvas_view: whether this decode gives the canvas view: a registered plugin asks for it (class or
             instance attribute `canvas_view = True`) and the forward computes every generated position (a
@@ -355,7 +355,7 @@ class BlockState:
     @property
     def after(self) -> int:
         """Generated positions after this block (what a canvas-view `embed_state` also gives inputs for)."""
-        return self.config.max_new_tokens - self.start - self.length
+        return self.config.decoded_length - self.start - self.length
 
     @property
     def has_probs(self) -> bool:
