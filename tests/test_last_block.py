@@ -15,9 +15,11 @@ from workbench.decoding.registry import make_manager
 from workbench.decoding.state import DecodeConfig
 
 PARAMS = {"uniform-eb": {"max_denoising_steps": 4}}
-# Strategies whose draws span the whole generated canvas (LLaDA's Gumbel noise, Dream's ranking).
+# Strategies whose draws span the whole generated canvas (LLaDA's Gumbel noise and random remasking, Dream's
+# ranking).
 CANVAS_WIDE = [("eb", {"temperature": 0.7}), ("pc-sampler", {"temperature": 0.7}),
-               ("dream", {"alg": "maskgit_plus", "alg_temp": 0.5})]
+               ("dream", {"alg": "maskgit_plus", "alg_temp": 0.5}), ("llada", {"temperature": 0.7}),
+               ("llada", {"remasking": "random"})]
 
 
 class BlockLengths:
