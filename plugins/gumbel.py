@@ -24,9 +24,10 @@ def canvas_gumbel_argmax(state: BlockState, logits: torch.Tensor, temperature: f
     positions, with the noise drawn over the row's whole reference canvas; `state.top` at done rows.
 
     logits: (B, L, V), the block's processed logits (float32 or better). The row's reference canvas is its
-    prompt without padding plus `max_new_tokens` positions: P_i + G, the block at [P_i + start, P_i + start + L)."""
+    prompt without padding plus the decoded positions (`max_new_tokens`, whole blocks with `last_block=full`):
+    P_i + G, the block at [P_i + start, P_i + start + L)."""
     tokens = state.top.clone()
-    g_len, length, vocab = state.config.max_new_tokens, state.length, logits.shape[-1]
+    g_len, length, vocab = state.config.decoded_length, state.length, logits.shape[-1]
     before = state.context_valid.sum(-1).tolist()  # (B,) P_i + start: the row's canvas before the block
     for i in state.running.nonzero().flatten().tolist():
         canvas = before[i] - state.start + g_len

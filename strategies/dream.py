@@ -165,7 +165,7 @@ class Dream:
         # row's would be alone, so topk orders ties alike and alg_temp's draw consumes the same stream.
         valid = state.context_valid
         offset = int(valid[row].sum()) if valid is not None else 0  # the row's prompt and committed blocks
-        ranked = torch.full((offset + state.config.max_new_tokens - state.start,), -math.inf, dtype=conf.dtype,
+        ranked = torch.full((offset + state.config.decoded_length - state.start,), -math.inf, dtype=conf.dtype,
                             device=conf.device)
         ranked[offset + where] = conf
         if self.alg_temp:

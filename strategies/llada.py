@@ -136,7 +136,7 @@ class LLaDA:
         stream its batched run (the padded prompt width). The layout decides the draws' shapes and also
         torch.topk's order among tied confidences, which depends on the vector's length and offset."""
         running = state.running.nonzero().flatten().tolist()
-        gen, start = state.config.max_new_tokens, state.start
+        gen, start = state.config.decoded_length, state.start  # the decoded canvas
         if state.rng.mode == "batch":
             prompts = [state.context.shape[1] - start] * state.batch_size
         else:

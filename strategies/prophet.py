@@ -121,7 +121,7 @@ class Prophet:
         """(forwards per block s, global step of this forward, total steps), as Prophet / LLaDA count them."""
         config = state.config
         if self.steps is None:  # one token per step: s = the block's length
-            return state.length, state.start + state.step, config.max_new_tokens
+            return state.length, state.start + state.step, config.decoded_length
         blocks = math.ceil(config.max_new_tokens / config.block_size)
         if config.max_new_tokens % config.block_size or self.steps % blocks:
             raise ValueError(f"Prophet: steps={self.steps} needs max_new_tokens ({config.max_new_tokens}) to be a "

@@ -19,6 +19,8 @@ else `generate`'s defaults: N 48, entropy_bound 0.1, t 0.4..0.8, stability 1, co
 Exact parity with `generate` (same token ids, same decoder-forward counts) needs the same random stream:
 `DecodeConfig(rng="batch", seed=s)` after `generate` ran under `torch.manual_seed(s)`; with per-sample streams
 (the default) a batch-1 decode equals `generate` seeded with `workbench.decoding.rng.sample_seed(s, sample_id)`.
+A `max_new_tokens` that is not a multiple of the canvas needs `DecodeConfig.last_block="full"` (a DiffusionGemma
+model's default): `generate` denoises a whole last canvas, and so does the core, cutting the output afterwards.
 Counting: `nfe` is decoder forwards, as `generate`'s tokens-per-forward divides by; its token count keeps the
 EOS, the workbench's excludes it. `--temperature` must stay 0 (the schedule is the temperature).
 """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 import torch
 
@@ -35,17 +36,18 @@ def reference(model, prompts: torch.Tensor, seed: int, new: int, **settings) -> 
     out = model.generate(prompts, max_new_tokens=new, **settings)
     rows = []
     for i in range(prompts.shape[0]):
-        ids = out.sequences[i, prompts.shape[1]:].tolist()
+        ids = out.sequences[i, prompts.shape[1]:].tolist()  # whole canvases: cut to `new` below
         kept = sum(t != model.generation_config.pad_token_id for t in ids)  # generate's TPF numerator
         forwards = round(kept / float(out.tokens_per_forward[i]))
-        eos = model.generation_config.eos_token_id
+        eos, ids = model.generation_config.eos_token_id, ids[:new]
         rows.append((ids[:ids.index(eos) + 1] if eos in ids else ids, forwards))
     return rows
 
 
-def workbench(denoiser, prompts: torch.Tensor, seed: int, new: int, rng: str, **settings):
+def workbench(denoiser, prompts: torch.Tensor, seed: int, new: int, rng: str, last_block: str = "full",
+              **settings):
     config = DecodeConfig(block_size=denoiser.canvas_length, max_new_tokens=new, rng=rng, seed=seed,
-                          max_forwards_per_block=settings["max_denoising_steps"])
+                          max_forwards_per_block=settings["max_denoising_steps"], last_block=last_block)
     results = generate(denoiser, prompts.tolist(), make_manager("uniform-eb", params=settings), config)
     return results, [(r.ids, r.nfe) for r in results]
 
@@ -90,6 +92,44 @@ def test_batch_of_four_equals_generate_on_the_batch_stream(wide, settings):
     else:
         pytest.fail("no seed in 3..12 keeps every row to the last canvas")
     _, got = workbench(denoiser, prompts, seed, 32, "batch", **settings)
+    assert got == expected
+
+
+@pytest.fixture(scope="module")
+def canvas6():
+    """Canvas 6, vocabulary 512: 27 new tokens leave a last canvas of 3 positions (issue 21, item 3)."""
+    model = build_random_diffusion_gemma(512, canvas_length=6, seed=1)
+    return model, DiffusionGemmaDenoiser(model)
+
+
+@pytest.mark.parametrize("settings", SETTINGS[:3], ids=range(3))
+def test_max_new_tokens_not_a_multiple_of_the_canvas_equals_generate_at_batch_one(canvas6, settings):
+    """generate denoises a whole last canvas and returns it whole; `last_block="full"` (DiffusionGemma's
+    default) does the same and cuts to max_new_tokens: same ids, same decoder forwards. A short last block
+    (3 positions) is another computation: equal up to position 24, then not."""
+    model, denoiser = canvas6
+    assert denoiser.decode_defaults()["last_block"] == "full"
+    for seed in (0, 1):
+        prompt = torch.randint(4, 512, (1, 5), generator=torch.Generator().manual_seed(seed))
+        expected = reference(model, prompt, sample_seed(seed, 0), 27, **settings)
+        results, got = workbench(denoiser, prompt, seed, 27, "sample", **settings)
+        assert got == expected and len(results[0].ids) == min(27, len(expected[0][0]))
+        if len(expected[0][0]) == 27:  # no EOS before the last canvas
+            short = workbench(denoiser, prompt, seed, 27, "sample", last_block="short", **settings)[1]
+            assert short[0][0][:24] == expected[0][0][:24] and short[0][0][24:] != expected[0][0][24:]
+
+
+@pytest.mark.parametrize("settings", SETTINGS[:3], ids=range(3))
+def test_max_new_tokens_not_a_multiple_of_the_canvas_equals_generate_on_a_batch(canvas6, settings):
+    model, denoiser = canvas6
+    for seed in range(3, 13):  # the first seed whose rows all reach the last canvas (deterministic)
+        prompts = torch.randint(4, 512, (4, 5), generator=torch.Generator().manual_seed(seed))
+        expected = reference(model, prompts, seed, 27, **settings)
+        if all(len(ids) > 24 for ids, _ in expected):
+            break
+    else:
+        pytest.fail("no seed in 3..12 keeps every row to the last canvas")
+    _, got = workbench(denoiser, prompts, seed, 27, "batch", **settings)
     assert got == expected
 
 
@@ -173,3 +213,123 @@ def test_run_and_ablate_a_diffusion_gemma_folder(folder, tmp_path, capsys):
                 "--json"]) == 0
     grid = json.loads(capsys.readouterr().out)
     assert {c["strategy"] for c in grid["cells"]} == {"uniform-eb", "threshold", "hard"}
+
+
+# -- folders that used to load wrong without a word (issue 21, item 2) ------------------------------------
+
+def save_folder(path, *, canvas: int = 8, seed: int = 2, **text):
+    """A DiffusionGemma folder with the char tokenizer; `text`: text_config fields to change."""
+    tokenizer = build_char_tokenizer()
+    model = build_random_diffusion_gemma(len(tokenizer) + 6, canvas_length=canvas, seed=seed)
+    model.generation_config.max_denoising_steps = 6
+    for name, value in text.items():
+        setattr(model.config.text_config, name, value)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_a_folder_missing_a_tensor_is_refused_naming_it_by_run_and_train(tmp_path, capsys):
+    """transformers would initialise the tensor at random and say so in a log line the CLI hides."""
+    from safetensors.torch import load_file, save_file
+
+    from workbench.models.folders import WeightMismatchError
+    from workbench.models.loading import load_model
+
+    folder = save_folder(tmp_path / "dg")
+    weights = load_file(folder / "model.safetensors")
+    del weights["model.decoder.layers.0.self_attn.q_proj.weight"]
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(WeightMismatchError, match=r"missing model\.decoder\.layers\.0\.self_attn\.q_proj\.weight"):
+        load_model(folder)
+    capsys.readouterr()
+    assert cli(["run", "--model", str(folder), "--strategy", "uniform-eb", "--limit", "2", "--store",
+                str(tmp_path / "r.db")]) == 2
+    err = capsys.readouterr().err
+    assert "q_proj.weight" in err and err.strip().splitlines()[-1].startswith("workbench run: error:")
+    assert cli(["train", "--init", str(folder), "--trainer", "uniform", "--set", "mode=uniform-state", "--preset",
+                "micro", "--steps", "1", "--eval-limit", "0", "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "--init" in (err := capsys.readouterr().err) and "q_proj.weight" in err
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_a_folder_without_a_tokenizer_is_refused_saying_what_to_copy(tmp_path, capsys):
+    """AutoTokenizer would build Gemma's tokenizer from nothing: 5 tokens, every prompt one id."""
+    folder = save_folder(tmp_path / "dg")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).unlink()
+    capsys.readouterr()
+    assert cli(["run", "--model", str(folder), "--strategy", "uniform-eb", "--limit", "2", "--store",
+                str(tmp_path / "r.db")]) == 2
+    assert "holds no tokenizer (tokenizer.json or tokenizer.model)" in capsys.readouterr().err
+    assert cli(["train", "--init", str(folder), "--trainer", "uniform", "--set", "mode=uniform-state", "--preset",
+                "micro", "--steps", "1", "--eval-limit", "0", "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "holds no tokenizer" in capsys.readouterr().err
+
+
+def test_the_length_check_reads_the_text_configs_positions():
+    """DiffusionGemma keeps max_position_embeddings in text_config: 96 is the limit of a 96-position model,
+    and a released checkpoint's 131072 is not capped at the 4096 of models that declare none."""
+    from workbench.decoding.limits import LengthError, check_lengths, max_positions
+
+    model = build_random_diffusion_gemma(64, seed=3)
+    model.config.text_config.max_position_embeddings = 96
+    denoiser = DiffusionGemmaDenoiser(model)
+    assert max_positions(denoiser) == (96, "its config's text_config.max_position_embeddings")
+    check_lengths(denoiser, [[5] * 64], 32)  # exactly full
+    with pytest.raises(LengthError, match=r"100 tokens .* at most 96 \(its config's text_config"):
+        check_lengths(denoiser, [[5] * 100], 32)
+    model.config.text_config.max_position_embeddings = 131072
+    assert max_positions(denoiser)[0] == 131072
+
+
+def test_float64_decodes_and_equals_generate_in_float64():
+    """torch's grouped matrix product (the MoE experts' default) has no float64 kernel: in float64 the adapter
+    switches the experts to transformers' eager loop, and back when cast again."""
+    model = build_random_diffusion_gemma(128, seed=4)
+    denoiser = DiffusionGemmaDenoiser(model).to(torch.float64)
+    assert model.dtype == torch.float64 and model.config._experts_implementation == "eager"
+    prompt = torch.randint(4, 128, (1, 5), generator=torch.Generator().manual_seed(0))
+    settings = dict(max_denoising_steps=6)
+    expected = reference(model, prompt, sample_seed(0, 0), 24, **settings)
+    assert workbench(denoiser, prompt, 0, 24, "sample", **settings)[1] == expected
+    denoiser.to(torch.float32)
+    assert model.config._experts_implementation == "grouped_mm"
+
+
+def test_training_takes_the_canvas_length_and_refuses_another_block(tmp_path, capsys):
+    folder = save_folder(tmp_path / "dg16", canvas=16)
+    common = ["train", "--init", str(folder), "--trainer", "uniform", "--set", "mode=uniform-state", "--steps", "1",
+              "--eval-limit", "0", "--quiet", "--preset"]
+    capsys.readouterr()
+    assert cli([*common, "micro", "--block-size", "8", "--out", str(tmp_path / "b8")]) == 2
+    assert ("canvas holds 16 positions" in (err := capsys.readouterr().err) and "train blocks of 8" in err
+            and "--block-size 16" in err)
+    assert cli([*common, "micro", "--out", str(tmp_path / "own")]) == 0
+    assert json.loads((tmp_path / "own" / "training.json").read_text())["train_config"]["block_size"] == 16
+    capsys.readouterr()
+    assert cli([*common, "post", "--out", str(tmp_path / "post")]) == 0
+    assert "block size 16: the canvas length of the DiffusionGemma --init (not the preset's 8)" in \
+        capsys.readouterr().err  # the preset's block 8 gives way, and says so
+
+
+def test_the_cli_decodes_whole_canvases_on_diffusion_gemma_and_keys_only_that(folder, tmp_path, capsys):
+    """`--last-block` defaults to the model's (DiffusionGemma: full; others: short); a run that decodes as
+    before the field existed (short, or no part-filled last block) keeps the run key it had."""
+    from workbench.results.evaluate import decode_key
+
+    store = str(tmp_path / "r.db")
+    common = ["run", "--model", str(folder), "--strategy", "uniform-eb", "--limit", "2", "--gen-length", "12",
+              "--store", store, "--json"]
+    assert cli(common) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["last_block"] == "full" and out["gen_length"] == 12 and out["nfe"] == 12  # 2 canvases of 6 steps
+    assert cli([*common, "--last-block", "short"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["last_block"] == "short" and out["from_store"] == 0  # another run
+    assert cli(["run", "--limit", "2", "--gen-length", "12", "--store", store, "--json"]) == 0  # the shipped model
+    assert json.loads(capsys.readouterr().out)["last_block"] == "short"
+    config = DecodeConfig(block_size=8, max_new_tokens=12)  # keyed only where it changes what is decoded
+    assert "last_block" not in decode_key(config) and decode_key(attrs.evolve(config, last_block="full"))[
+        "last_block"] == "full"
+    assert "last_block" not in decode_key(DecodeConfig(block_size=8, max_new_tokens=16, last_block="full"))

@@ -48,8 +48,9 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_canvas_arguments(group) -> None:
-    """--noise, --rng, --max-forwards: what open positions are fed, how random draws are shared, the cap."""
-    from workbench.decoding.choices import NOISE_KINDS, RNG_MODES
+    """--noise, --rng, --max-forwards, --last-block: what open positions are fed, how random draws are shared,
+    the cap, the length of a last block that --gen-length leaves part-filled."""
+    from workbench.decoding.choices import LAST_BLOCKS, NOISE_KINDS, RNG_MODES
 
     group.add_argument("--noise", choices=NOISE_KINDS, default="auto",
                        help="what open positions are fed: mask = the mask embedding (absorbing-state), uniform = "
@@ -59,6 +60,10 @@ def add_canvas_arguments(group) -> None:
                             "batch = one per batch (DiffusionGemma generate's draw order)")
     group.add_argument("--max-forwards", type=int, default=None, metavar="N",
                        help="forward cap per block (default: the model's, else the block size)")
+    group.add_argument("--last-block", choices=LAST_BLOCKS, default=None,
+                       help="when --gen-length is not a multiple of the block: short = decode only the remaining "
+                            "positions, full = decode a whole block and cut the output (DiffusionGemma's generate); "
+                            "default: the model's (full on DiffusionGemma), else short")
 
 
 def add_chat_template_argument(group) -> None:
@@ -224,7 +229,8 @@ def decode_config(args, model, task, *, seed: int | None = None):
                         max_forwards_per_block=cap if cap is not None else own.get("max_forwards_per_block"),
                         temperature=args.temperature, seed=args.seed if seed is None else seed,
                         cache=cache_mode(model, getattr(args, "cache", "auto")), noise=getattr(args, "noise", "auto"),
-                        rng=getattr(args, "rng", "sample"))
+                        rng=getattr(args, "rng", "sample"),
+                        last_block=getattr(args, "last_block", None) or own.get("last_block", "short"))
 
 
 __all__ = ["strategy_params", "task_for", "decode_config", "add_model_arguments", "add_decoding_arguments", "resolve_model", "load_model", "parse_sets",

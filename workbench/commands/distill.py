@@ -83,7 +83,9 @@ def main(args) -> int:
               "plugins": list(args.plugin),
               "decisions": decision_providers(manager), "precision": precision,
               "decode": {"block_size": config.block_size, "gen_length": config.max_new_tokens,
-                         "temperature": config.temperature},
+                         "temperature": config.temperature,
+                         # only where it changes the decodes (a file written before it keeps its identity)
+                         **({"last_block": "full"} if config.decoded_length != config.max_new_tokens else {})},
               "command": "workbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \

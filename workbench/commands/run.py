@@ -102,7 +102,8 @@ def main(args) -> int:
         "tps": summary.tps, "nfe": summary.nfe, "tokens": summary.tokens, "params": spec.params,
         "nfe_total": summary.nfe_total, "tpf_total": summary.tpf_total,  # prefill as its own forward (DMax)
         "plugins": list(spec.plugins), "decisions": decision_providers(manager),
-        "block_size": spec.decode.block_size, "gen_length": spec.decode.max_new_tokens, "store": args.store,
+        "block_size": spec.decode.block_size, "gen_length": spec.decode.max_new_tokens,
+        "last_block": spec.decode.last_block, "store": args.store,
         "precision": spec.precision, "revisions": None if revs is None else revs.mean_revisions,
         "revisions_fixed": None if revs is None else revs.fixed, "revisions_broke": None if revs is None else revs.broke,
         "from_store": served, "observers": observers,  # observers saw only the samples decoded now
@@ -125,8 +126,10 @@ def main(args) -> int:
     console.print(f"decisions: {format_providers(manager)}")
     console.print("NFE: forwards per sample, the prompt prefill fused into block 1's first forward; "
                   "NFE_total / TPF_total count the prefill as a forward of its own (DMax, Fast-dLLM)")
+    whole = (f" (last block decoded whole: {spec.decode.decoded_length} positions, cut)"
+             if spec.decode.decoded_length != spec.decode.max_new_tokens else "")
     console.print(f"params: {spec.params or 'defaults'}; block {spec.decode.block_size}, "
-                  f"gen {spec.decode.max_new_tokens}, {spec.precision}; per-sample results in {args.store}")
+                  f"gen {spec.decode.max_new_tokens}{whole}, {spec.precision}; per-sample results in {args.store}")
     if observers and served:
         console.print(f"observers: {', '.join(observers)} ran on the {decoded} samples decoded now, not on the "
                       f"{served} read from {args.store} (decoded earlier; observers cannot change a sample, so "

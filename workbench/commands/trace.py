@@ -238,7 +238,7 @@ def main(args) -> int:
     example = task.eval_split(args.sample + 1)[args.sample]
     config = decode_config(args, model, task)
     prompt = encode_prompt(tokenizer, example.prompt, chat_template_for(args, model, tokenizer))  # as `run` does
-    check_lengths(model, [prompt], config.max_new_tokens,
+    check_lengths(model, [prompt], config.decoded_length,
                   names=[f"sample {args.sample} (prompt {preview(example.prompt)})"])
     # The sample's own id, as `run` passes it: its random stream (temperature, noise) is the one `run` decoded with
     result = generate(model, [prompt], manager, config, sample_ids=[example.uid])[0]

@@ -60,6 +60,15 @@ def config_from_args(args) -> TrainConfig:
         values["task"] = args.task
     if args.data:
         values["data"] = args.data
+    if getattr(args, "init", None) and getattr(args, "block_size", None) is None:
+        from workbench.training.train import init_canvas_length
+
+        canvas = init_canvas_length(args.init)  # a DiffusionGemma --init trains in its own canvas length
+        if canvas is not None:
+            if values.get("block_size", canvas) != canvas:
+                print(f"block size {canvas}: the canvas length of the DiffusionGemma --init (not the preset's "
+                      f"{values['block_size']})", file=sys.stderr)
+            values["block_size"] = canvas
     for field in attrs.fields(TrainConfig):
         given = getattr(args, field.name, None)
         if given is not None and field.name not in ("trainer", "trainer_params", "task", "data"):

@@ -10,3 +10,7 @@ NOISE_KINDS = ("auto", "mask", "uniform")
 # sample decodes the same in any batch; `batch` = one generator per `generate` call shared by the batch
 # (the draw order of transformers' DiffusionGemma `generate` and of this workbench before per-sample draws).
 RNG_MODES = ("sample", "batch")
+# The last block when `max_new_tokens` is not a multiple of the block size (`DecodeConfig.last_block`): `short` =
+# decode only the remaining positions; `full` = decode a whole block and cut the output to `max_new_tokens`
+# (transformers' DiffusionGemma `generate`, which always denoises whole canvases).
+LAST_BLOCKS = ("short", "full")

@@ -33,15 +33,29 @@ def _config_of(model):
     return config
 
 
+def _configs(config):
+    """(config, how to name its fields): the config itself, then the text config a composite one nests
+    (DiffusionGemma, vision-language models: `text_config`, transformers' `get_text_config`)."""
+    yield config, "its config's "
+    get_text = getattr(config, "get_text_config", None)
+    if callable(get_text):
+        try:
+            text = get_text(decoder=True)
+        except (TypeError, ValueError):  # older transformers: no `decoder` argument
+            text = get_text()
+        if text is not None and text is not config:
+            yield text, "its config's text_config."
+
+
 def max_positions(model) -> tuple[int, str]:
     """(positions one row may hold, where that number comes from) for a `Denoiser`."""
-    config = _config_of(model)
-    for field in _LIMIT_FIELDS:
-        value = getattr(config, field, None)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            # RoBERTa-style tables start counting at padding_idx + 1; the adapter's profile knows the offset.
-            offset = int(getattr(getattr(model, "profile", None), "position_offset", 0) or 0)
-            return value - offset, f"its config's {field}" + (f" minus {offset} reserved" if offset else "")
+    for config, where in _configs(_config_of(model)):
+        for field in _LIMIT_FIELDS:
+            value = getattr(config, field, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                # RoBERTa-style tables start counting at padding_idx + 1; the adapter's profile knows the offset.
+                offset = int(getattr(getattr(model, "profile", None), "position_offset", 0) or 0)
+                return value - offset, f"{where}{field}" + (f" minus {offset} reserved" if offset else "")
     return DEFAULT_MAX_POSITIONS, ("the limit for models that declare none (set max_position_embeddings in "
                                    "its config.json to allow more)")
 

@@ -2,7 +2,8 @@
 
 Canvas layout (N rows, T = P + G positions): each prompt LEFT-padded with `model.pad_id` to the longest
 prompt P (padding has valid=False: never attended to, skipped by position ids), then G =
-`config.max_new_tokens` generated positions in blocks of `config.block_size`. block_ids: the prompt is
+`config.decoded_length` generated positions in blocks of `config.block_size` (`max_new_tokens`, or whole
+blocks with `last_block="full"`, whose outputs are cut to `max_new_tokens`). block_ids: the prompt is
 block 0, generated block k is block k (k >= 1). Treating the whole prompt as one block is a deliberate
 simplification of DMax's absolute block alignment (there the first block may hold the prompt tail);
 it keeps every generated position masked at block start, so all block positions are active.
@@ -118,7 +119,7 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
         check_shadow(runner, hooks.needs_shadow)
     runner.reset()
     device = model.embedding_table().device
-    n, p_len, g_len = len(prompts), max(len(p) for p in prompts), config.max_new_tokens
+    n, p_len, g_len = len(prompts), max(len(p) for p in prompts), config.decoded_length
     sample_ids = list(range(n)) if sample_ids is None else [int(i) for i in sample_ids]
     if len(sample_ids) != n or len(set(sample_ids)) != n:
         raise ValueError(f"sample_ids must give {n} distinct ids, one per prompt; got {sample_ids}")
@@ -312,7 +313,7 @@ def generate(model: Denoiser, prompts: Sequence[Sequence[int]], manager: pluggy.
 
     results = []
     for i in range(n):
-        ids = canvas[i, p_len:p_len + decoded[i]].tolist()
+        ids = canvas[i, p_len:p_len + min(decoded[i], config.max_new_tokens)].tolist()  # last_block=full: cut
         ids = cut_after_eos(ids, ends)
         tokens = len(ids) - (1 if ids and ids[-1] in ends else 0)
         # Positions a strategy left masked (DMax's fill_at_cap=false, mask_logit=keep): reported, never hidden.

@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 import attrs
 import torch
 
-from workbench.decoding.choices import CACHE_MODES, NOISE_KINDS, RNG_MODES
+from workbench.decoding.choices import CACHE_MODES, LAST_BLOCKS, NOISE_KINDS, RNG_MODES
 from workbench.models.base import ModelInputsDenied  # noqa: F401  (raised by models, refused by the core)
 
 T = TypeVar("T")
@@ -62,8 +62,8 @@ class DecodeConfig:
 
     Attributes:
         block_size: positions per generated block (DMax: 32).
-        max_new_tokens: generated positions per row. When it is not a multiple of `block_size` the last
-            block is shorter (max_new_tokens % block_size positions).
+        max_new_tokens: generated positions per row. When it is not a multiple of `block_size`, `last_block`
+            says how the last block is decoded.
         max_forwards_per_block: hard cap on forwards per block (DMax: B); None means what the plugins declare
             (`forwards_per_block`), else the block's length (`BlockState.cap` is the one in force).
         temperature: 0 = greedy; > 0 samples `top` from softmax(logits / T) with the generators of `rng`
@@ -79,6 +79,12 @@ class DecodeConfig:
             prefix cache on block-causal models, none elsewhere), `none`, `prefix` (exact on block-causal
             models, Fast-dLLM's approximate prefix cache on bidirectional ones), `dual` (Fast-dLLM's dual
             cache on bidirectional models). Approximate caches may change the decoded tokens.
+        last_block: the last block when `max_new_tokens` is not a multiple of `block_size`: `short` (default)
+            decodes only its max_new_tokens % block_size positions; `full` decodes a whole block, as every
+            other, and cuts each row's output to `max_new_tokens` afterwards (the positions past the cut are
+            decoded and seen by the hooks, never returned) — transformers' DiffusionGemma `generate` decodes
+            this way, and a DiffusionGemma model asks for it (`decode_defaults`). Without a remainder the two
+            are the same.
     """
 
     block_size: int = attrs.field(default=32, validator=[attrs.validators.instance_of(int), _positive])
@@ -91,16 +97,25 @@ class DecodeConfig:
     cache: str = attrs.field(default="auto", validator=attrs.validators.in_(CACHE_MODES))
     rng: str = attrs.field(default="sample", validator=attrs.validators.in_(RNG_MODES))
     noise: str = attrs.field(default="auto", validator=attrs.validators.in_(NOISE_KINDS))
+    last_block: str = attrs.field(default="short", validator=attrs.validators.in_(LAST_BLOCKS))
 
     @property
     def cap(self) -> int:
         """Forwards allowed per block."""
         return self.max_forwards_per_block if self.max_forwards_per_block is not None else self.block_size
 
+    @property
+    def decoded_length(self) -> int:
+        """Generated positions decoded per row: `max_new_tokens`, rounded up to whole blocks when `last_block`
+        is `full` (the output is cut back to `max_new_tokens`)."""
+        if self.last_block == "full":
+            return -(-self.max_new_tokens // self.block_size) * self.block_size
+        return self.max_new_tokens
+
     def block_spans(self) -> list[tuple[int, int]]:
-        """(start, end) offsets of each generated block within the generated positions."""
-        return [(s, min(s + self.block_size, self.max_new_tokens))
-                for s in range(0, self.max_new_tokens, self.block_size)]
+        """(start, end) offsets of each decoded block within the generated positions."""
+        length = self.decoded_length
+        return [(s, min(s + self.block_size, length)) for s in range(0, length, self.block_size)]
 
 
 # The value of `fill_block` results at positions left to decode.
@@ -178,7 +193,7 @@ class BlockState:
             at WINO's shadow block, i.e. position j predicted with position j hidden (raw, before
             `process_logits`; see `workbench.decoding.cache`).
         canvas_logits: (B, G, V) float32, the latest forward's logits at every generated position (G =
-            `config.max_new_tokens`; as the model returned them: `process_logits` sees only the block's), only
+            `config.decoded_length`; as the model returned them: `process_logits` sees only the block's), only
             with the canvas view (else reading it raises).
         canvas_view: whether this decode gives the canvas view: a registered plugin asks for it (class or
             instance attribute `canvas_view = True`) and the forward computes every generated position (a
@@ -340,7 +355,7 @@ class BlockState:
     @property
     def after(self) -> int:
         """Generated positions after this block (what a canvas-view `embed_state` also gives inputs for)."""
-        return self.config.max_new_tokens - self.start - self.length
+        return self.config.decoded_length - self.start - self.length
 
     @property
     def has_probs(self) -> bool:

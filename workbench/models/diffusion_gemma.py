@@ -14,7 +14,8 @@ Differences from `DiffusionGemmaForBlockDiffusion.generate`, all deliberate:
   (`_GivenEmbeddings`), so strategies that feed soft inputs can run; for hard inputs it is the same forward.
 - `nfe` counts decoder forwards (what `generate`'s tokens-per-forward divides by); the encoder forwards (the
   prefill and one per committed canvas) count in `nfe_total`.
-Nothing is fetched: the folder must hold config.json and the weights (and a tokenizer).
+Nothing is fetched: the folder must hold config.json, every weight (a missing tensor is refused, naming it)
+and a tokenizer.
 """
 
 from __future__ import annotations
@@ -76,6 +77,22 @@ class DiffusionGemmaDenoiser(nn.Module):
         self.pad_id = int(text.pad_token_id if text.pad_token_id is not None else self.eos_id)
         self.canvas_length = int(model.config.canvas_length)
         self.max_positions = int(getattr(text, "max_position_embeddings", 0)) or None
+        self._experts = model.config._experts_implementation  # as loaded (grouped_mm), restored off float64
+        self._fit_experts()
+
+    def _apply(self, fn, recurse=True):
+        """`.to()`, `.double()`, `.float()` ... then `_fit_experts` for the new dtype."""
+        out = super()._apply(fn, recurse)
+        self._fit_experts()
+        return out
+
+    def _fit_experts(self) -> None:
+        """torch's grouped matrix product, transformers' default for the MoE feed-forward, has no float64 kernel
+        (`Expected mat_a to be Float32, BFloat16 or Float16`): in float64 the experts run transformers' own
+        `eager` loop (the same function, one expert at a time); back in another dtype, the loaded one."""
+        want = "eager" if self.model.dtype == torch.float64 else self._experts
+        if self.model.config._experts_implementation != want:
+            self.model.set_experts_implementation(want)
 
     # -- Denoiser protocol --------------------------------------------------------------------------
     def embedding_table(self) -> torch.Tensor:
@@ -116,9 +133,12 @@ class DiffusionGemmaDenoiser(nn.Module):
         return out
 
     def decode_defaults(self) -> dict:
-        """Block size = the canvas length; forward cap = `max_denoising_steps` (the DecodeConfig fields)."""
+        """How `generate` decodes, as DecodeConfig fields: block size = the canvas length, forward cap =
+        `max_denoising_steps`, and whole canvases only (`last_block="full"`: a `max_new_tokens` that is not a
+        multiple of the canvas still denoises a whole last canvas, and the output is cut afterwards)."""
         return {"block_size": self.canvas_length,
-                "max_forwards_per_block": int(self.generation_defaults()["max_denoising_steps"])}
+                "max_forwards_per_block": int(self.generation_defaults()["max_denoising_steps"]),
+                "last_block": "full"}
 
     # -- forwards ------------------------------------------------------------------------------------
     def encode(self, ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor, cache) -> None:
@@ -262,14 +282,43 @@ class DiffusionGemmaRunner:
             self.rows = int(keep.sum())
 
 
-def load_diffusion_gemma(folder: str | Path, *, dtype: torch.dtype | None = None):
-    """(DiffusionGemmaDenoiser, tokenizer) from a local DiffusionGemma folder; nothing is fetched."""
+# Files a DiffusionGemma folder's tokenizer is read from (a fast tokenizer, or SentencePiece's model).
+# Without either, `AutoTokenizer` builds Gemma's tokenizer from nothing (5 special tokens) and encodes every
+# prompt to one id without a word: such a folder is refused instead.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
+
+
+def load_diffusion_gemma_tokenizer(folder: str | Path):
+    """The tokenizer saved in the DiffusionGemma folder; ModelLoadError when it holds none (see TOKENIZER_FILES)."""
     import transformers
 
+    from workbench.models.folders import ModelLoadError
+
     folder = Path(folder)
-    model = transformers.DiffusionGemmaForBlockDiffusion.from_pretrained(str(folder), local_files_only=True,
-                                                                        dtype=dtype)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelLoadError(f"{folder} holds no tokenizer ({' or '.join(TOKENIZER_FILES)}), so every prompt would "
+                             f"be encoded with an empty default tokenizer; copy the tokenizer files from where the "
+                             f"checkpoint came from into the folder (or save one there with "
+                             f"tokenizer.save_pretrained)")
+    try:
+        return transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except Exception as err:  # tokenizers/transformers raise several types for a damaged file
+        raise ModelLoadError(f"{folder}: its tokenizer cannot be read ({type(err).__name__}: {err}); copy the "
+                             f"tokenizer files again") from None
+
+
+def load_diffusion_gemma(folder: str | Path, *, dtype: torch.dtype | None = None):
+    """(DiffusionGemmaDenoiser, tokenizer) from a local DiffusionGemma folder; nothing is fetched.
+
+    A weight the checkpoint lacks (or holds in another shape) is refused naming it (`from_pretrained_strict`),
+    as is a folder without a tokenizer (`load_diffusion_gemma_tokenizer`)."""
+    import transformers
+
+    from workbench.models.folders import from_pretrained_strict
+
+    folder = Path(folder)
+    tokenizer = load_diffusion_gemma_tokenizer(folder)  # first: it costs nothing when it is missing
+    model = from_pretrained_strict(transformers.DiffusionGemmaForBlockDiffusion, folder, dtype=dtype)
     return DiffusionGemmaDenoiser(model.eval(), folder).eval(), tokenizer
 
 

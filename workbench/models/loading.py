@@ -46,6 +46,8 @@ def load_model(path: str | Path, *, dtype=None, trust_remote_code: bool = False,
 
         try:
             model, tokenizer = load_diffusion_gemma(path)
+        except ModelLoadError:  # a missing tensor or tokenizer, named with the fix
+            raise
         except Exception as err:  # transformers raises OSError/ValueError/KeyError for missing or bad files
             raise ModelLoadError(f"cannot load the DiffusionGemma folder {path} ({type(err).__name__}: {err}); it "
                                  f"needs config.json, the weights and the tokenizer files") from None

@@ -70,9 +70,19 @@ class RunSpec:
             "plugins": decision_files(self.plugins), "providers": providers, "trainer": self.trainer,
             "model_hash": self.model_hash, "task": self.task,
             "task_content": self.task_content if self.task_content is not None else task_identity_by_name(self.task),
-            "split": "eval", "decode": attrs.asdict(self.decode), "batch_size": self.batch_size,
+            "split": "eval", "decode": decode_key(self.decode), "batch_size": self.batch_size,
             "chat_template": self.chat_template, "precision": self.precision, "version": workbench.__version__,
         }
+
+
+def decode_key(decode: DecodeConfig) -> dict:
+    """The run key's `decode` entry: every DecodeConfig field, except `last_block` where it changes nothing
+    (`short`, or no part-filled last block). It came after stores of runs existed: a run that decodes as
+    before it keeps its key and its stored samples."""
+    key = attrs.asdict(decode)
+    if decode.decoded_length == decode.max_new_tokens:
+        del key["last_block"]
+    return key
 
 
 class StaleSamplesError(ValueError):
@@ -149,7 +159,7 @@ def _evaluate(model, tokenizer, task, manager, spec, examples, store, claims: Ex
     todo = [ex for ex in examples if ex.uid in todo_set]
     # Every prompt is checked before the first is decoded, so a too-long sample fails the run at once.
     check_lengths(model, [encode_prompt(tokenizer, ex.prompt, spec.chat_template) for ex in todo],
-                  spec.decode.max_new_tokens,
+                  spec.decode.decoded_length,
                   names=[f"sample {ex.uid} (prompt {preview(ex.prompt)})" for ex in todo])
     batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
     for batch in round_robin(batches, rank, world):

@@ -14,7 +14,8 @@ step; the data position is step x batch_size, so a run resumes with another N (o
 The output folder is the run's: a non-empty `out` is written only when it holds a checkpoint of the same
 configuration (resume) or with `overwrite=True`, and the checkpoint is read with `torch.load(weights_only=
 True)`, which builds tensors and plain data only, so a checkpoint from someone else cannot run code. `init`
-must be a local native model folder (nothing is downloaded; remote-code folders need `trust_remote_code`).
+must be a local native or DiffusionGemma model folder (nothing is downloaded; remote-code folders need
+`trust_remote_code`); a DiffusionGemma folder trains in blocks of its canvas length.
 """
 
 from __future__ import annotations
@@ -68,7 +69,10 @@ def build_model(cfg: TrainConfig, init: str | None, vocab_size: int):
     if init and _model_type(init) == DIFFUSION_GEMMA:
         from workbench.models.diffusion_gemma import load_diffusion_gemma
 
-        return load_diffusion_gemma(init)[0]
+        try:
+            return load_diffusion_gemma(init)[0]  # a tensor missing from the file is refused, naming it
+        except WeightMismatchError as err:
+            raise TrainOutputError(f"--init {err}") from None
     if init and _model_type(init) == LLADA:  # weights mapped onto the native model (models/conversion.py)
         from workbench.models.adapters import AdapterError, load_llada_native
 
@@ -91,6 +95,16 @@ def build_model(cfg: TrainConfig, init: str | None, vocab_size: int):
             num_heads=cfg.num_heads, block_causal=cfg.block_causal, block_size=cfg.block_size,
         )
     )
+
+
+def init_tokenizer(init: str | Path):
+    """The tokenizer of the `init` folder: a DiffusionGemma folder's own (refused when it has none), else the
+    native model's saved tokenizer."""
+    if _model_type(init) == DIFFUSION_GEMMA:
+        from workbench.models.diffusion_gemma import load_diffusion_gemma_tokenizer
+
+        return load_diffusion_gemma_tokenizer(init)
+    return load_tokenizer(init)
 
 
 def check_init(init: str | Path, *, trust_remote_code: bool = False) -> None:
@@ -122,6 +136,30 @@ LLADA = "llada"  # LLaDA checkpoints whose weights map onto the native model
 def _model_type(folder: str | Path) -> str | None:
     config = Path(folder) / "config.json"
     return json.loads(config.read_text()).get("model_type") if config.is_file() else None
+
+
+def init_canvas_length(init: str | Path | None) -> int | None:
+    """The canvas length of a DiffusionGemma `init` folder (the block it trains and decodes in); None for any
+    other folder, or one whose config.json cannot be read (`check_init` reports that)."""
+    try:
+        raw = json.loads((Path(init) / "config.json").read_text()) if init else {}
+    except (OSError, ValueError):
+        return None
+    canvas = raw.get("canvas_length") if isinstance(raw, dict) and raw.get("model_type") == DIFFUSION_GEMMA else None
+    return canvas if isinstance(canvas, int) and not isinstance(canvas, bool) and canvas > 0 else None
+
+
+def check_block_size(cfg: TrainConfig, init: str | Path | None) -> None:
+    """TrainOutputError when `init` is a DiffusionGemma folder whose canvas length is not `cfg.block_size`: its
+    decoder denoises whole canvases, and decoding uses the canvas length, so training other blocks would
+    train a layout it never decodes. (`workbench train` without --block-size takes the canvas length.)"""
+    canvas = init_canvas_length(init)
+    if canvas is not None and cfg.block_size != canvas:
+        raise TrainOutputError(f"--init {init} is a DiffusionGemma model whose canvas holds {canvas} positions "
+                               f"(canvas_length in its config.json), the block it decodes in, but this run would "
+                               f"train blocks of {cfg.block_size} (--block-size, the preset's or the default): "
+                               f"pass --block-size {canvas}, or leave --block-size out to train at the canvas "
+                               f"length")
 
 
 def _set_layout(model, cfg: TrainConfig, objective) -> None:
@@ -207,6 +245,7 @@ def train(cfg: TrainConfig, out: str | Path, *, init: str | None = None, progres
 def _train(cfg: TrainConfig, out: Path, *, init, progress, command, stop_after, overwrite, trust_remote_code) -> Path:
     if init:
         check_init(init, trust_remote_code=trust_remote_code)
+        check_block_size(cfg, init)
     saved = resume_state(cfg, out, overwrite=overwrite)  # before anything is built: a refusal is instant
     rank, world = _dist_info()
     rows = rank_rows(cfg.batch_size, world, rank, cfg.accumulate)  # refuses a batch it cannot split evenly
@@ -222,7 +261,7 @@ def _train(cfg: TrainConfig, out: Path, *, init, progress, command, stop_after, 
         raise ValueError("--fsdp shards the model over the processes of a torchrun job; launch it with "
                          "`torchrun --nproc_per_node N -m workbench train ...` (N > 1) or drop --fsdp")
     task = load_task(cfg.task)
-    tokenizer = load_tokenizer(init) if init else build_char_tokenizer()
+    tokenizer = init_tokenizer(init) if init else build_char_tokenizer()
     model = build_model(cfg, init, len(tokenizer)).to(device)
     _set_layout(model, cfg, objective)
     if cfg.fsdp:
