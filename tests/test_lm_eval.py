@@ -183,7 +183,10 @@ def test_chat_template_applied_when_the_tokenizer_has_one(manager, tmp_path):
     lm = WorkbenchLM(trainer="oput", strategy="threshold", tau=0.95, store=str(store))
     with pytest.raises(ValueError, match="has no chat template"):
         lm_evaluate(lm, ["workbench_choice_gen"], manager, limit=2, apply_chat_template=True)
+    with pytest.raises(ValueError, match="has no chat template"):  # what lm-eval asks first with a tracker
+        lm.chat_template(True)
     lm.tokenizer.chat_template = "{% for m in messages %}[{{ m['content'] }}]{% endfor %}"
+    assert lm.chat_template(True) == lm.tokenizer.chat_template
     lm_evaluate(lm, ["workbench_choice_gen"], manager, limit=4, apply_chat_template=True)
     prompts = [s.prompt for s in stored(store, "lm-eval:workbench_choice_gen")]
     assert len(prompts) == 4 and all(p.startswith("[") and p.endswith("=]") for p in prompts)
@@ -394,8 +397,8 @@ def test_a_bad_model_argument_is_one_line_and_exit_2_on_the_command_line(tasks):
         capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 2, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1] == \
-        "lm_eval --model workbench: error: model argument tau=2.0 is outside [0, 1]; thresholds are probabilities"
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "lm_eval --model workbench: error: model argument tau=2.0 (spd's tau_dec): strategy 'spd': ")
 
 
 @pytest.mark.parametrize("argv0, orig, expected", [

@@ -333,6 +333,16 @@ def _strategy_error(err: Exception, as_params: list[str], args: argparse.Namespa
     named = [n for n in as_params if f"parameter {n!r}" in str(err)]
     if named:
         return ModelArgumentError(f"model argument {named[0]}={args_value(args, named[0])}: {text}")
+    if args.tau is not None:  # `tau` sets the strategy's main threshold, which the message names
+        from workbench.decoding.registry import strategy_threshold_param
+
+        try:
+            main = strategy_threshold_param(args.strategy)
+        except ValueError:
+            main = None
+        if main is not None and f"parameter {main!r}" in str(err):
+            alias = "" if main == "tau" else f" ({args.strategy}'s {main})"
+            return ModelArgumentError(f"model argument tau={args.tau}{alias}: {text}")
     return ModelArgumentError(f"model argument: {text}")
 
 

@@ -65,6 +65,14 @@ def normalise_gen_kwargs(gen_kwargs: dict) -> tuple[tuple[str, ...], int, float,
     return until, int(length), temperature, sorted(set(gen_kwargs) - _HONOURED)
 
 
+def _usage_error(err: ValueError):
+    """A user error: on lm-eval's command line one line on stderr and exit code 2; in-process, raised."""
+    if not lm_eval_command_line():
+        raise err
+    print(f"lm_eval --model workbench: error: {err}", file=sys.stderr, flush=True)
+    raise SystemExit(2) from None
+
+
 @register_model("workbench")
 class WorkbenchLM(TemplateLM):
     """An lm-eval model decoding with one workbench strategy; see the module docstring for who calls what."""
@@ -76,10 +84,7 @@ class WorkbenchLM(TemplateLM):
         try:
             self.setup = setup_from_model_args(model_args)
         except ModelArgumentError as err:
-            if not lm_eval_command_line():
-                raise
-            print(f"lm_eval --model workbench: error: {err}", file=sys.stderr, flush=True)
-            raise SystemExit(2) from None
+            _usage_error(err)
         self.model = self.setup.model
         self.tokenizer = self.setup.tokenizer
         self._warned: set[str] = set()
@@ -134,14 +139,24 @@ class WorkbenchLM(TemplateLM):
     def tok_decode(self, tokens, skip_special_tokens: bool = True) -> str:
         return decode(self.tokenizer, list(tokens))
 
+    def _check_lm_eval_chat_template(self) -> None:
+        """Refuse `--apply_chat_template` where it cannot apply (one line and exit 2 on the command line)."""
+        if self.setup.chat_template:
+            _usage_error(ValueError("--apply_chat_template and the model argument chat_template=on would both render "
+                                    "the chat template; use one of them"))
+        if not getattr(self.tokenizer, "chat_template", None):
+            _usage_error(ValueError(f"--apply_chat_template: the tokenizer of {self.setup.name} has no chat template; "
+                                    f"run without --apply_chat_template (prompts are then plain text)"))
+
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        """The template lm-eval records (it asks before building any request under --apply_chat_template)."""
+        if chat_template:
+            self._check_lm_eval_chat_template()
+        return super().chat_template(chat_template)
+
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         """The conversation in the tokenizer's chat template (lm-eval calls this under --apply_chat_template)."""
-        if self.setup.chat_template:
-            raise ValueError("--apply_chat_template and the model argument chat_template=on would both render the "
-                             "chat template; use one of them")
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise ValueError(f"--apply_chat_template: the tokenizer of {self.setup.name} has no chat template; "
-                             f"run without --apply_chat_template (prompts are then plain text)")
+        self._check_lm_eval_chat_template()
         return self.tokenizer.apply_chat_template(chat_history, tokenize=False,
                                                   add_generation_prompt=add_generation_prompt,
                                                   continue_final_message=not add_generation_prompt)
