@@ -8,11 +8,12 @@ models, real plugin files, no fakes.
 from __future__ import annotations
 
 import argparse
+import re
 
 import pytest
 
 from workbench.commands import run
-from workbench.harness.arguments import ModelArgumentError, setup_from_model_args
+from workbench.harness.arguments import ModelArgumentError, run_parser, setup_from_model_args
 from workbench.decoding.registry import decision_providers
 
 
@@ -70,20 +71,41 @@ def test_lm_eval_defaults_are_translated(tmp_path):
 @pytest.mark.parametrize("model_args, message", [
     ({"foo": 1}, r"unknown model argument 'foo' for --model workbench.*mc_samples.*valid parameters"),
     ({"strategy": "threshold", "tau_acc": 0.9}, r"unknown model argument 'tau_acc'"),
-    ({"cache": "bogus"}, r"model argument cache: invalid choice: 'bogus'"),
-    ({"block_size": "x"}, r"model argument block_size: invalid int value"),
-    ({"device": "mps"}, r"model argument device: invalid choice"),
-    ({"tau": 2}, r"tau_dec.*must be a number in \[0, 1\], got 2"),
-    ({"strategy": "nope"}, r"unknown strategy 'nope'"),
-    ({"mc_samples": 0}, r"mc_samples=0"),
+    ({"cache": "bogus"}, r"^model argument cache=bogus: invalid choice \(choose from 'auto'"),
+    ({"block_size": "x"}, r"^model argument block_size=x: invalid int value$"),
+    ({"device": "mps"}, r"^model argument device=mps: invalid choice"),
+    ({"tau": 2}, r"^model argument tau=2.0 \(spd's tau_dec\): strategy 'spd': .* must be a number in \[0, 1\]"),
+    ({"strategy": "threshold", "tau": 2}, r"^model argument tau=2.0: strategy 'threshold': .*'tau' must be a number"),
+    ({"tau": float("inf")}, r"^model argument tau=inf: give a finite number"),
+    ({"strategy": "nope"}, r"^model argument strategy=nope: unknown strategy 'nope'"),
+    ({"mc_samples": 0}, r"^model argument mc_samples=0"),
+    ({"mc_scheme": "x"}, r"^model argument mc_scheme='x': choose one of iid, llada"),
+    ({"mc_scheme": "llada", "mc_samples": 100}, r"^model argument mc_scheme=llada: .*mc_samples \(100\) must be a "
+                                                r"multiple of mc_batch_size \(32\)"),
+    ({"add_bos_token": "maybe"}, r"^model argument add_bos_token='maybe': give true or false"),
+    ({"add_bos_token": True}, r"^model argument add_bos_token=true: the tokenizer of .* has no BOS token"),
     ({"check": "bogus"}, r"check='bogus'.*none, number, exact"),
-    ({"plugins": "/no/such/plugin.py"}, r"does not exist"),
-    ({"trainer": "nope"}, r"no shipped model for trainer 'nope'"),
-    ({"batch_size": 0}, r"batch_size=0"),
+    ({"plugins": "/no/such/plugin.py"}, r"^model argument plugins=/no/such/plugin.py: plugin file .* does not exist"),
+    ({"trainer": "nope"}, r"^model argument trainer=nope: no shipped model for trainer 'nope'"),
+    ({"model": "/no/such/folder"}, r"^model argument model=/no/such/folder: model folder /no/such/folder does not"),
+    ({"batch_size": 0}, r"^model argument batch_size=0"),
+    # Caught before any request (they used to stop the first generate_until, naming `--block-size`):
+    ({"block_size": 0}, r"^model argument block_size=0: give a positive number"),
+    ({"gen_length": 0}, r"^model argument gen_length=0: give a positive number"),
+    ({"max_forwards": 0}, r"^model argument max_forwards=0: give a positive number"),
+    ({"temperature": -1}, r"^model argument temperature=-1.0: give 0"),
+    ({"strategy": "spd", "tau_acc": 2}, r"^model argument tau_acc=2: strategy 'spd': .*'tau_acc' must be a number"),
+    ({"chat_template": "on"}, r"^model argument chat_template=on: the model's tokenizer has no chat template.*; "
+                              r"use chat_template=off$"),
 ])
 def test_bad_model_arguments_fail_with_one_clear_message(model_args, message):
-    with pytest.raises(ValueError, match=message):
+    """One line naming the argument as written (`tau=2.0`), never `workbench run`'s flag (`--tau`)."""
+    with pytest.raises(ModelArgumentError, match=message) as info:
         setup_from_model_args(model_args)
+    text = str(info.value)
+    assert "\n" not in text
+    flags = {o for a in run_parser()._actions for o in a.option_strings}
+    assert not set(re.findall(r"--[a-z][a-z-]*", text.replace("--model workbench", ""))) & flags
 
 
 def test_flags_take_booleans():

@@ -2,22 +2,27 @@
 
 Needs no lm-eval. Real tiny native models of both attention layouts; the reference values are computed in
 the test: the exact expectation of the estimator by enumerating every (l, masked set), and the greedy
-continuation decoded by the real loop (`workbench.decoding.loop.generate`). The uniform-state check uses a stand-in
-object (a fake: no such model ships yet).
+continuation decoded by the real loop (`workbench.decoding.loop.generate`). LLaDA's own estimator
+(`mc_scheme=llada`) is checked against golden numbers its published function gave on a tiny model
+(`tests/reference/llada_likelihood/`, recorded by `benchmarks/reference/record_llada_likelihood.py`). The
+uniform-state check uses a stand-in object (a fake: no such model ships yet).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from tests.conftest import TINY
+from transcripts import model_of
 from workbench.harness.likelihood import (
-    LikelihoodUndefinedError, elbo, is_greedy, likelihood_undefined_reason, require_masked_diffusion,
+    LikelihoodUndefinedError, check_scheme, elbo, is_greedy, likelihood_undefined_reason, require_masked_diffusion,
 )
 from workbench.decoding.loop import generate
 from workbench.models.native import build_random_model
@@ -136,3 +141,77 @@ def test_probabilities_of_all_one_token_continuations_sum_to_one(model):
     total = sum(math.exp(elbo(model, CONTEXT, [t], samples=1, block_size=block_of(model)))
                 for t in range(model.vocab_size))
     assert total == pytest.approx(1.0, abs=1e-9)
+
+
+# -- LLaDA's estimator (mc_scheme=llada) -----------------------------------------------------------------------
+
+GOLDEN = Path(__file__).resolve().parent / "reference" / "llada_likelihood" / "get_log_likelihood.json"
+
+
+def golden() -> dict:
+    return dict(json.loads(GOLDEN.read_text()), path=str(GOLDEN))
+
+
+@pytest.mark.parametrize("case", golden()["cases"], ids=lambda c: c["name"])
+def test_llada_scheme_gives_lladas_own_value(case):
+    """Seeded as LLaDA's run was (`torch.manual_seed(s)` before its `get_log_likelihood`), the workbench draws
+    the same counts and positions and returns the same number."""
+    record = golden()
+    model = model_of(record)
+    for seed, expected in zip(case["seeds"], case["values"]):
+        value = elbo(model, case["prompt"], case["answer"], samples=case["mc_num"], batch_size=case["batch_size"],
+                     scheme="llada", generator=torch.Generator().manual_seed(seed))
+        assert value == pytest.approx(expected, abs=2e-4), f"seed {seed}"
+
+
+def llada_counts(length: int, batch: int, k: int) -> list[int]:
+    """LLaDA's mask counts for a batch whose draw is k, written out: k, k + L/b, k + 2L/b, ... rounded half to
+    even, then wrapped into 1..L (the test's own reading of its `forward_process`)."""
+    counts = []
+    for i in range(batch):
+        value = k + i * length / batch
+        rounded = round(value)  # Python's round is half to even, as torch.round
+        counts.append((rounded - 1) % length + 1)
+    return counts
+
+
+def test_llada_scheme_expectation_differs_from_the_elbo():
+    """Enumerated exactly on the golden model (L = 8): the iid scheme's expectation is the ELBO, LLaDA's is
+    off by the weight its rounded linspace gives each count; both as the recorder wrote them."""
+    record = golden()
+    model = model_of(record)
+    stats = {s["name"]: s for s in record["statistics"]}
+    case = next(c for c in record["cases"] if c["name"] == "L8_batch16")
+    prompt, answer, batch = case["prompt"], case["answer"], case["batch_size"]
+    length = len(answer)
+    # e_l: mean summed cross-entropy over every l-subset (the test's own forward).
+    e = {}
+    for count in range(1, length + 1):
+        total = []
+        for subset in itertools.combinations(range(length), count):
+            ids = prompt + [model.mask_id if j in subset else t for j, t in enumerate(answer)]
+            logp = _logp(model, ids, len(prompt), None)
+            total.append(-sum(float(logp[j, answer[j]]) for j in subset))
+        e[count] = sum(total) / len(total)
+    exact_iid = -sum(length / c * e[c] for c in e) / length
+    exact_llada = -sum(sum(length / c * e[c] for c in llada_counts(length, batch, k)) / batch
+                       for k in range(1, length + 1)) / length
+    assert exact_iid == pytest.approx(stats["L8_batch16"]["exact_iid"], abs=1e-3)
+    assert exact_llada == pytest.approx(stats["L8_batch16"]["exact_llada"], abs=1e-3)
+    assert abs(exact_llada - exact_iid) > 0.1  # the bias the docs state
+    # The counts LLaDA spreads over a batch of 16 at L = 8 are not uniform: even counts three times as often.
+    hist = [sum(llada_counts(length, batch, k).count(c) for k in range(1, length + 1)) for c in range(1, length + 1)]
+    assert hist == [8, 24, 8, 24, 8, 24, 8, 24]
+
+
+def test_llada_scheme_needs_whole_batches_and_iid_stays_the_default(model):
+    with pytest.raises(ValueError, match=r"mc_samples \(20\) must be a multiple of mc_batch_size \(8\)"):
+        check_scheme("llada", 20, 8)
+    with pytest.raises(ValueError, match=r"mc_scheme='nope'"):
+        elbo(model, CONTEXT, [6, 14], scheme="nope")
+    continuation = [6, 14, 8, 10]
+    assert elbo(model, CONTEXT, continuation, samples=8, block_size=block_of(model)) == \
+        elbo(model, CONTEXT, continuation, samples=8, block_size=block_of(model), scheme="iid")
+    # The llada scheme on a block-causal model: each block its own spread counts, a finite estimate.
+    value = elbo(model, CONTEXT, continuation, samples=8, batch_size=4, block_size=block_of(model), scheme="llada")
+    assert math.isfinite(value) and value < 0

@@ -21,6 +21,15 @@ PTH_LINE = ("import sys; 'lm_eval' in (sys.argv[0].replace('-', '_').rpartition(
             "fromlist=['register']).register()\n")
 
 
+def lm_eval_command_line() -> bool:
+    """Whether this process is lm-eval's command line (`lm_eval`, `lm-eval`, `python -m lm_eval`, or `python -m
+    workbench.harness`), where a bad model argument ends the command with one line and exit code 2 instead of
+    an exception (the test `PTH_LINE` makes, plus this package's own `python -m`)."""
+    program = sys.argv[0].replace("-", "_").replace("\\", "/").rpartition("/")[2] if sys.argv else ""
+    launched = tuple(getattr(sys, "orig_argv", ())[1:3])
+    return program == "lm_eval" or "lm_eval" in launched or "workbench.harness" in launched
+
+
 def register() -> bool:
     """Put the placeholder into lm-eval's model registry unless the name is taken; True when added now.
 

@@ -10,12 +10,17 @@ ablation grid. A rerun of an interrupted evaluation decodes only the requests no
 Sample ids: a request's id is its document's index in the task (`doc_id`; `doc_id * repeats + repeat` when
 lm-eval asks for several answers per document), the id `workbench run` gives an example of its evaluation
 split. So a local copy of a workbench task's held-out set decodes exactly as `workbench run` does, per-sample
-random draws included (`DecodeConfig.rng`). A stored sample is reused only for the same prompt: when the
-store holds an id of the run with another prompt (more few-shot examples, a chat template, another task
-version), `evaluate` stops before decoding (`workbench.results.evaluate.StaleSamplesError`) instead of answering
-with a stale sample.
+random draws included (`DecodeConfig.rng`, with the same seed).
 Requests without document ids, or with several prompts for one document, get ids hashed from their content.
 Within a group the requests are decoded in id order, batch by batch, as `workbench run` decodes a task.
+
+Prompts: each context is encoded by lm-eval's conventions (`workbench.harness.prompts.prompt_ids`: the
+tokenizer's special tokens, or the chat template with `chat_template=on`); the stored prompt is the context's
+text. What lm-eval put into the contexts (few-shot examples, a system instruction, its own chat template) is
+part of the run's identity: the run key holds a fingerprint of the prompt with the lowest id
+(`prompts.prompt_identity`), so `--num_fewshot 0` and `--num_fewshot 2` are two runs side by side in one store.
+The store still refuses to serve a stored sample whose prompt differs from the request's
+(`workbench.results.evaluate.StaleSamplesError`), should a change leave that one prompt alone.
 
 Stop strings are applied after decoding: the stored output is the whole decoded text (EOS and specials
 dropped), and lm-eval receives it cut before the first stop string, as lm-eval's own HF model returns it.
@@ -31,8 +36,9 @@ from typing import Any
 
 import attrs
 
-from workbench.results.evaluate import evaluate
 from workbench.harness.checks import Check, judge, make_check
+from workbench.harness.prompts import prompt_identity, prompt_ids
+from workbench.results.evaluate import evaluate
 from workbench.results.store import ResultsStore
 
 TASK_PREFIX = "lm-eval:"
@@ -58,12 +64,13 @@ class GenRequest:
 
 @attrs.frozen(eq=False)
 class _Sample:
-    """What `evaluate` reads of an example (uid, prompt, final), plus the request it answers."""
+    """What `evaluate` reads of an example (uid, prompt, final, prompt_ids), plus the request it answers."""
 
     uid: int
     prompt: str
     final: str | None
     request: GenRequest
+    prompt_ids: tuple[int, ...]
 
 
 def content_uid(req: GenRequest) -> int:
@@ -111,12 +118,13 @@ def settings_of(setup, req: GenRequest) -> tuple[int, float]:
     return int(gen), float(temperature)
 
 
-def generate_until(setup, requests: Sequence[GenRequest], *,
+def generate_until(setup, requests: Sequence[GenRequest], *, seed: int | None = None,
                    on_batch: Callable[[int], None] | None = None) -> list[str]:
     """The answer to every request, in order, each cut at its first stop string.
 
-    `setup` is a `workbench.harness.arguments.HarnessSetup`; `on_batch(n)` is called as n more samples are
-    stored (progress). Raises `workbench.decoding.limits.LengthError` before decoding when a prompt does not fit.
+    `setup` is a `workbench.harness.arguments.HarnessSetup`; `seed` the run's seed (`setup.run_seed()`; None:
+    the `seed` model argument's value); `on_batch(n)` is called as n more samples are stored (progress).
+    Raises `workbench.decoding.limits.LengthError` before decoding when a prompt does not fit.
     """
     check = make_check(setup.options.check, setup.options.answer_field)
     groups: dict[tuple, list[int]] = defaultdict(list)
@@ -125,13 +133,17 @@ def generate_until(setup, requests: Sequence[GenRequest], *,
     answers: list[str | None] = [None] * len(requests)
     with ResultsStore(setup.args.store) as store:
         for (task, gen_length, temperature), members in groups.items():
-            spec = setup.spec(f"{TASK_PREFIX}{task}", gen_length, temperature)
             uids = dict(zip(members, assign_uids([requests[i] for i in members])))
             samples: dict[int, _Sample] = {}
             for i in sorted(members, key=lambda i: uids[i]):  # id order: the order `workbench run` decodes in
                 if uids[i] not in samples:  # the very same request twice is decoded once
                     req = requests[i]
-                    samples[uids[i]] = _Sample(uids[i], req.context, judge(check, req.doc, "")[1], req)
+                    samples[uids[i]] = _Sample(uids[i], req.context, judge(check, req.doc, "")[1], req,
+                                               tuple(prompt_ids(setup, req.context)))
+            first = next(iter(samples.values()))  # the lowest id
+            name = f"{TASK_PREFIX}{task}"
+            spec = setup.spec(name, gen_length, temperature, seed=seed,
+                              task_content=prompt_identity(name, first.uid, first.prompt, first.prompt_ids))
 
             def extras(row: int) -> dict:
                 return {**setup.revisions.extras(row), "checked": check is not None}

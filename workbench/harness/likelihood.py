@@ -16,6 +16,17 @@ continuation is cut into blocks of `block_size` after the context (block 0), and
 blocks of each block's estimate with the earlier blocks clean (the chain rule over blocks, BD3-LM's bound).
 Bidirectional models score the whole continuation as one block, exactly as above.
 
+Two ways to draw the mask counts (`scheme`):
+- `iid` (default): every sample draws its own l ~ U{1..L}, so the mean is an unbiased estimate of the ELBO;
+- `llada`: LLaDA's published estimator (`get_log_likelihood.py` / `eval_llada.py`, `forward_process`), which
+  spreads the counts of each batch of `batch_size` samples evenly: k ~ U{1..L} once per batch, then
+  l_i = round(linspace(k, k + (b - 1) L / b, b)), wrapped into 1..L, and each row's positions from its own
+  random permutation. The spread of the estimate is smaller, but the counts are not uniform (linspace steps
+  of L / b rounded half to even favour some counts), so its expectation is not the ELBO's, and the value
+  depends on the batch size. It is here to reproduce published numbers; drawn from the same generator in the
+  same order, it gives LLaDA's own function's value (`tests/test_lm_eval_likelihood.py`, golden numbers
+  recorded by `benchmarks/reference/record_llada_likelihood.py`).
+
 Randomness: every request gets its own CPU generator seeded from (seed, context ids, continuation ids), so a
 request's value does not depend on which other requests share the run or in what order they come.
 """
@@ -30,6 +41,7 @@ import torch
 # LLaDA's lm-eval model: mc_num=128 samples, 32 per forward on its GPU.
 DEFAULT_SAMPLES = 128
 DEFAULT_BATCH = 32
+SCHEMES = ("iid", "llada")  # how the mask counts of the M samples are drawn (module docstring)
 
 
 class LikelihoodUndefinedError(ValueError):
@@ -92,20 +104,61 @@ def _logprobs(model, ids: torch.Tensor, prompt_len: int, block_size: int | None)
     return logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(-1)
 
 
+def _iid_masks(length: int, samples: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(masked (M, L) bool, counts (M,)): l ~ U{1..L} per sample, l positions uniformly at random."""
+    # All M draws first, so the value does not depend on how many samples share a forward.
+    counts = torch.randint(1, length + 1, (samples,), generator=gen)  # l ~ U{1..L}, (M,)
+    # l random positions per sample: the positions whose rank in a random permutation is below l.
+    ranks = torch.rand(samples, length, generator=gen).argsort(-1).argsort(-1)  # (M, L)
+    return ranks < counts[:, None], counts  # exactly l per row
+
+
+def _llada_masks(length: int, samples: int, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(masked (M, L) bool, counts (M,)) as LLaDA's `forward_process` draws them, batch after batch.
+
+    The same calls in the same order as LLaDA's code (`torch.randint` for k, then one `torch.randperm` per
+    row), on the CPU, so a generator seeded like LLaDA's `torch.manual_seed(s)` reproduces its draws exactly."""
+    masks, counts = [], []
+    for _ in range(samples // batch):
+        k = torch.randint(1, length + 1, (), generator=gen)
+        # Evenly spread counts, as LLaDA writes it (float32 linspace, round half to even, then wrapped).
+        x = torch.round(torch.linspace(float(k), k + (batch - 1) * (length / batch), steps=batch)).long()
+        x = ((x - 1) % length) + 1  # (b,) in 1..L
+        first = torch.arange(length).repeat(batch, 1) < x[:, None]  # (b, L): the first x_i positions
+        masks += [first[i][torch.randperm(length, generator=gen)] for i in range(batch)]
+        counts.append(x)
+    return torch.stack(masks), torch.cat(counts)
+
+
+def check_scheme(scheme: str, samples: int, batch_size: int) -> None:
+    """ValueError unless `scheme` is known and, for `llada`, `samples` is a whole number of batches."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"mc_scheme={scheme!r}: choose one of {', '.join(SCHEMES)}")
+    if samples < 1 or batch_size < 1:
+        raise ValueError(f"mc_samples ({samples}) and mc_batch_size ({batch_size}) must be positive")
+    if scheme == "llada" and samples % batch_size:
+        raise ValueError(f"mc_scheme=llada: it spreads the mask counts over each batch of mc_batch_size samples, "
+                         f"so mc_samples ({samples}) must be a multiple of mc_batch_size ({batch_size}), as LLaDA "
+                         f"asserts")
+
+
 @torch.no_grad()
 def elbo(model, context: Sequence[int], continuation: Sequence[int], *, samples: int = DEFAULT_SAMPLES,
-         batch_size: int = DEFAULT_BATCH, block_size: int | None = None, seed: int = 0) -> float:
+         batch_size: int = DEFAULT_BATCH, block_size: int | None = None, seed: int = 0, scheme: str = "iid",
+         generator: torch.Generator | None = None) -> float:
     """Monte-Carlo ELBO of log p(continuation | context): a lower bound estimate, in nats (<= 0 up to noise).
 
     `block_size` is the block length of a block-causal model (None for bidirectional ones: one span).
-    `samples` forwards per span (M), `batch_size` of them per model call.
+    `samples` forwards per span (M), `batch_size` of them per model call. `scheme`: how the mask counts are
+    drawn (`iid` or `llada`, module docstring). `generator`: a CPU generator to draw from instead of the
+    request's own one seeded from `seed` (replaying a reference run).
     """
-    if samples < 1 or batch_size < 1:
-        raise ValueError(f"samples ({samples}) and batch_size ({batch_size}) must be positive")
+    check_scheme(scheme, samples, batch_size)
     if not continuation:
         return 0.0
     device = model.embedding_table().device
-    gen = torch.Generator().manual_seed(request_seed(seed, context, continuation))
+    gen = generator if generator is not None else torch.Generator().manual_seed(
+        request_seed(seed, context, continuation))
     full = torch.tensor([*context, *continuation], dtype=torch.long)
     p = len(context)
     total = 0.0
@@ -114,11 +167,8 @@ def elbo(model, context: Sequence[int], continuation: Sequence[int], *, samples:
         # Block-causal: positions after the span are invisible to it, so the canvas ends at the span.
         row = full[: p + hi]
         target = row[p + lo:].to(device)  # (length,)
-        # All M draws first, so the value does not depend on how many samples share a forward.
-        counts = torch.randint(1, length + 1, (samples,), generator=gen)  # l ~ U{1..L}, (M,)
-        # l random positions per sample: the positions whose rank in a random permutation is below l.
-        ranks = torch.rand(samples, length, generator=gen).argsort(-1).argsort(-1)  # (M, L)
-        all_masked = ranks < counts[:, None]  # (M, L) bool, exactly l per row
+        all_masked, counts = (_iid_masks(length, samples, gen) if scheme == "iid"
+                              else _llada_masks(length, samples, batch_size, gen))  # (M, L) bool, (M,)
         span_sum = 0.0
         for start in range(0, samples, batch_size):
             masked, count = all_masked[start:start + batch_size], counts[start:start + batch_size]  # (b, L), (b,)

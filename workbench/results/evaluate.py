@@ -158,12 +158,12 @@ def _evaluate(model, tokenizer, task, manager, spec, examples, store, claims: Ex
     todo_set = set(todo_uids)
     todo = [ex for ex in examples if ex.uid in todo_set]
     # Every prompt is checked before the first is decoded, so a too-long sample fails the run at once.
-    check_lengths(model, [encode_prompt(tokenizer, ex.prompt, spec.chat_template) for ex in todo],
+    check_lengths(model, [prompt_ids(tokenizer, ex, spec) for ex in todo],
                   spec.decode.decoded_length,
                   names=[f"sample {ex.uid} (prompt {preview(ex.prompt)})" for ex in todo])
     batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
     for batch in round_robin(batches, rank, world):
-        prompts = [encode_prompt(tokenizer, ex.prompt, spec.chat_template) for ex in batch]
+        prompts = [prompt_ids(tokenizer, ex, spec) for ex in batch]
         results = generate(model, prompts, manager, spec.decode, sample_ids=[ex.uid for ex in batch])
         records = []
         for row, (ex, res) in enumerate(zip(batch, results)):
@@ -192,6 +192,14 @@ def _evaluate(model, tokenizer, task, manager, spec, examples, store, claims: Ex
     if wanted <= store.done_samples(key):
         store.mark_complete(key)
     return key, [s for s in store.samples(key) if s.index in wanted]
+
+
+def prompt_ids(tokenizer, example, spec: RunSpec) -> list[int]:
+    """The ids an example's prompt is decoded from: its own `prompt_ids` when it carries them (the lm-eval model
+    encodes prompts by lm-eval's conventions, `workbench.harness.prompts`), else its text encoded as `workbench
+    run` does (`encode_prompt`: no special tokens added, or the chat template's own)."""
+    ids = getattr(example, "prompt_ids", None)
+    return list(ids) if ids is not None else encode_prompt(tokenizer, example.prompt, spec.chat_template)
 
 
 def _check_stored_prompts(store, key: str, examples: Sequence, done: set[int]) -> None:
