@@ -34,7 +34,8 @@ import attrs
 import torch
 
 from plugins.logits import MASK_LOGIT_RULES, mask_logit_rule
-from workbench import BlockState, Promotion, StashKey, hookimpl, non_negative, positive_int, unit_interval
+from workbench import (BlockState, Promotion, StashKey, UnsupportedSettings, hookimpl, non_negative, positive_int,
+                       unit_interval)
 
 ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
 PRECISIONS = ("float32", "model")
@@ -102,16 +103,17 @@ class Dream:
         if self.steps is not None:
             blocks = len(config.block_spans())
             if self.steps % blocks:
-                raise ValueError(f"dream: steps={self.steps} must split evenly over the {blocks} blocks of "
+                raise UnsupportedSettings(f"dream: steps={self.steps} must split evenly over the {blocks} blocks of "
                                  f"{config.max_new_tokens} positions in blocks of {config.block_size}")
             n_steps = self.steps // blocks
         else:
             n_steps = max(1, round(self.steps_per_token * state.length))
         if n_steps > config.cap:
-            raise ValueError(f"dream runs {n_steps} steps per block but the forward cap is {config.cap}: pass "
+            raise UnsupportedSettings(f"dream runs {n_steps} steps per block but the forward cap is {config.cap}: pass "
                              f"--max-forwards {n_steps}, or fewer steps")
         if config.temperature > 0:
-            raise ValueError("dream samples with its own temperature (--set temperature=T); leave --temperature at 0")
+            raise UnsupportedSettings(
+                "dream samples with its own temperature (--set temperature=T); leave --temperature at 0")
         state.stash[_STEPS] = (state.block_index, n_steps)
         return n_steps
 

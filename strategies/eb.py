@@ -37,7 +37,7 @@ import torch
 
 from plugins.gumbel import canvas_gumbel_argmax
 from plugins.logits import MASK_LOGIT_RULES, mask_logit_rule
-from workbench import BlockState, Promotion, hookimpl, non_negative
+from workbench import BlockState, Promotion, UnsupportedSettings, hookimpl, non_negative
 
 PROXIES = ("entropy", "confidence", "margin")
 
@@ -97,7 +97,7 @@ class EntropyBounded:
         """Called by the core once per step; returns the EB set of every running row with its tokens (the
         argmax, or LLaDA's Gumbel sample) and no progress fallback (the set is never empty by itself)."""
         if self.temperature > 0 and state.config.temperature > 0:
-            raise ValueError("eb: --temperature and --set temperature both sample; give one (the strategy's "
+            raise UnsupportedSettings("eb: --temperature and --set temperature both sample; give one (the strategy's "
                              "is LLaDA's Gumbel draw, the reference's stream)")
         logits = state.logits  # (B, L, V)
         ent = entropy(logits)

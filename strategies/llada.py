@@ -38,7 +38,8 @@ import torch
 
 from plugins.gumbel import canvas_gumbel_argmax
 from plugins.logits import MASK_LOGIT_RULES, mask_logit_rule
-from workbench import BlockState, Guidance, Promotion, StashKey, hookimpl, non_negative, positive_int, unit_interval
+from workbench import (BlockState, Guidance, Promotion, StashKey, UnsupportedSettings, hookimpl, non_negative,
+                       positive_int, unit_interval)
 
 REMASKING = ("low_confidence", "random")
 _CALL_ROWS = StashKey[int]()  # rows of the generate call: on the batch stream upstream draws for all of them
@@ -88,20 +89,20 @@ class LLaDA:
         """s: forwards of this block. ValueError (a one-line usage error) for settings upstream refuses too."""
         config = state.config
         if config.temperature > 0:
-            raise ValueError("llada samples with its own Gumbel noise: leave --temperature at 0 and pass "
+            raise UnsupportedSettings("llada samples with its own Gumbel noise: leave --temperature at 0 and pass "
                              f"--set temperature={config.temperature:g}")
         if self.steps is None:
             s = max(1, math.floor(self.steps_per_token * state.length + 0.5))  # round half up
         else:
             blocks, left = divmod(config.max_new_tokens, config.block_size)
             if left or self.steps % blocks:
-                raise ValueError(f"llada: steps={self.steps} needs max_new_tokens ({config.max_new_tokens}) a "
+                raise UnsupportedSettings(f"llada: steps={self.steps} needs max_new_tokens ({config.max_new_tokens}) a "
                                  f"multiple of the block size ({config.block_size}) and steps a multiple of the "
                                  f"number of blocks ({max(blocks, 1)}), as LLaDA's generate asserts; or use --tau "
                                  f"(steps_per_token)")
             s = self.steps // blocks
         if s > state.cap:
-            raise ValueError(f"llada runs {s} forwards per block but the forward cap is {state.cap}: pass "
+            raise UnsupportedSettings(f"llada runs {s} forwards per block but the forward cap is {state.cap}: pass "
                              f"--max-forwards {s} (or fewer steps)")
         return s
 

@@ -36,7 +36,7 @@ import torch
 
 from plugins.gumbel import canvas_gumbel_argmax
 from plugins.logits import MASK_LOGIT_RULES, mask_logit_rule
-from workbench import BlockState, Promotion, StashKey, hookimpl, non_negative, positive_int
+from workbench import BlockState, Promotion, StashKey, UnsupportedSettings, hookimpl, non_negative, positive_int
 
 LOG_EPS = 1e-9  # the reference's log(f + 1e-9)
 COUNT_KEYS = ("p_baseline_dict", "token_frequency_dict")  # the loader's key, and the counting script's
@@ -119,7 +119,7 @@ class PCSampler:
         """Called by the core once per step; returns the k_i best-scoring open positions of every running row
         with their tokens, and no progress fallback (a step of the schedule may promote none)."""
         if self.temperature > 0 and state.config.temperature > 0:
-            raise ValueError("pc-sampler: --temperature and --set temperature both sample; give one (the "
+            raise UnsupportedSettings("pc-sampler: --temperature and --set temperature both sample; give one (the "
                              "strategy's is LLaDA's Gumbel draw, the reference's stream)")
         table = state.stash.get(_TABLE)
         if table is None:

@@ -36,7 +36,7 @@ import torch
 
 from plugins.logits import MASK_LOGIT_RULES, mask_logit_rule
 from plugins.promotion import top_up
-from workbench import FREE, BlockState, Promotion, StashKey, hookimpl, non_negative, positive_int
+from workbench import FREE, BlockState, Promotion, StashKey, UnsupportedSettings, hookimpl, non_negative, positive_int
 
 # Prophet's phases: progress below EARLY_PHASE uses the early threshold, below MID_PHASE the mid one.
 EARLY_PHASE, MID_PHASE = 0.33, 0.67
@@ -106,7 +106,8 @@ class Prophet:
 
     def require_canvas(self, state: BlockState) -> None:
         if not state.canvas_view:
-            raise ValueError("Prophet: answer_start / constraints (generation scope) read the answer region outside "
+            raise UnsupportedSettings(
+                "Prophet: answer_start / constraints (generation scope) read the answer region outside "
                              "the current block, which only a bidirectional model decoded with --cache none "
                              "computes; leave both unset for block scope")
 
@@ -124,7 +125,8 @@ class Prophet:
             return state.length, state.start + state.step, config.decoded_length
         blocks = math.ceil(config.max_new_tokens / config.block_size)
         if config.max_new_tokens % config.block_size or self.steps % blocks:
-            raise ValueError(f"Prophet: steps={self.steps} needs max_new_tokens ({config.max_new_tokens}) to be a "
+            raise UnsupportedSettings(
+                f"Prophet: steps={self.steps} needs max_new_tokens ({config.max_new_tokens}) to be a "
                              f"multiple of block_size ({config.block_size}) and steps a multiple of the {blocks} "
                              f"blocks, as the reference asserts")
         per_block = self.steps // blocks

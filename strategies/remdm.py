@@ -34,7 +34,7 @@ import attrs
 import torch
 
 from plugins.logits import mask_logit_rule
-from workbench import BlockState, Promotion, StashKey, hookimpl
+from workbench import BlockState, Promotion, StashKey, UnsupportedSettings, hookimpl
 
 SCHEDULES = ("loop", "cap", "rescale", "conf", "mdlm")
 T_END = 1e-5  # `_sample(eps=1e-5)`: time steps at linspace(1, T_END, steps + 1)
@@ -201,7 +201,8 @@ class ReMDM:
             return max(explicit - final, 0) if explicit is not None else state.length
         if cap < self.steps + final:
             fits = f" or --set steps={cap - final}" if cap > final else ""
-            raise ValueError(f"remdm runs up to {self.steps} time steps{' + 1 noise-removal forward' * final} per "
+            raise UnsupportedSettings(
+                f"remdm runs up to {self.steps} time steps{' + 1 noise-removal forward' * final} per "
                              f"block, but the forward cap is {cap}: pass --max-forwards {self.steps + final}{fits}")
         return self.steps
 
@@ -210,7 +211,7 @@ class ReMDM:
         block = state.stash.get(_BLOCK)
         if block is None or block.index != state.block_index:
             if state.uniform or state.mask_id is None:
-                raise ValueError("remdm remasks to the mask token: it needs an absorbing-state canvas "
+                raise UnsupportedSettings("remdm remasks to the mask token: it needs an absorbing-state canvas "
                                  "(a model with a mask token, --noise mask or auto)")
             b, length = state.ids.shape
             block = _Block(index=state.block_index, step=ReverseStep(self, self.time_steps(state), state.mask_id),

@@ -32,7 +32,8 @@ from typing import ClassVar
 import attrs
 import torch
 
-from workbench import BlockState, Promotion, StashKey, hookimpl
+from plugins.logits import mask_logit_rule
+from workbench import BlockState, Promotion, StashKey, UnsupportedSettings, hookimpl
 
 # `generate`'s defaults (DiffusionGemmaGenerationConfig._get_default_generation_params), for models that
 # carry no generation config of their own.
@@ -86,6 +87,12 @@ class UniformEB:
     stability_threshold: int | None = attrs.field(default=None, validator=_nonnegative_int)
     confidence_threshold: float | None = attrs.field(default=None, validator=_optional_positive)
 
+    def forwards_per_block(self, length: int) -> int:
+        """Called by the core at each block start when neither --max-forwards nor the model (a DiffusionGemma
+        folder's generation config) sets the cap: `max_denoising_steps`, else `generate`'s default, so that the
+        schedule runs on any model without a --max-forwards of its own."""
+        return self.max_denoising_steps or GENERATE_DEFAULTS["max_denoising_steps"]
+
     def settings(self, state: BlockState) -> dict:
         """The parameters in force: this strategy's, else the model's generation config, else `generate`'s."""
         found = state.stash.get(_SETTINGS)
@@ -96,11 +103,12 @@ class UniformEB:
             if found["t_max"] <= found["t_min"]:
                 raise ValueError(f"uniform-eb: t_max {found['t_max']} must exceed t_min {found['t_min']}")
             if state.cap < found["max_denoising_steps"]:
-                raise ValueError(f"uniform-eb runs max_denoising_steps={found['max_denoising_steps']} steps per "
+                raise UnsupportedSettings(
+                    f"uniform-eb runs max_denoising_steps={found['max_denoising_steps']} steps per "
                                  f"block, but the forward cap is {state.cap}: pass --max-forwards "
                                  f"{found['max_denoising_steps']} or --set max_denoising_steps={state.cap}")
             if state.config.temperature > 0:
-                raise ValueError("uniform-eb samples with its own temperature schedule (t_min..t_max); "
+                raise UnsupportedSettings("uniform-eb samples with its own temperature schedule (t_min..t_max); "
                                  "leave --temperature at 0")
             state.stash[_SETTINGS] = found
         return found
@@ -113,7 +121,9 @@ class UniformEB:
         # int32 tensor counting down N..1, so T is a float32 scalar tensor.
         cur_step = torch.tensor(n - state.step + 1, dtype=torch.int32, device=logits.device)
         temperature = s["t_min"] + (s["t_max"] - s["t_min"]) * (cur_step / n)
-        return logits / temperature
+        # On an absorbing-state canvas (a model with a mask token, decoded from masks) MASK is not a token to
+        # sample or commit; DiffusionGemma's uniform canvas has none, so generate's arithmetic is unchanged.
+        return logits / temperature if state.uniform else mask_logit_rule("remove", state, logits / temperature)
 
     @hookimpl
     def revoke(self, state: BlockState) -> torch.Tensor:

@@ -212,3 +212,67 @@ def test_misspelt_hook_unmarked_class_and_directory_say_what_is_wrong(tmp_path):
     with pytest.raises(PluginLoadError, match=r"is a directory: give the plugin's .py file \(the package's plugin "
                                               r"is .*pkg.py'\)"):
         load_plugin_file(tmp_path / "pkg")
+
+
+# -- settings a plugin refuses (UnsupportedSettings) ------------------------------------------------------------
+
+
+class NeedsThreeForwards:
+    """A fixed-schedule sampler in miniature: refuses a forward cap below 3, else promotes the leftmost mask."""
+
+    @hookimpl
+    def promote(self, state):
+        from plugins.promotion import leftmost
+        from workbench import UnsupportedSettings
+
+        if state.cap < 3:
+            raise UnsupportedSettings(f"needs 3 forwards per block, the cap is {state.cap}: pass --max-forwards 3")
+        return leftmost(state)
+
+
+def test_a_refused_setting_is_skipped_not_failed():
+    """Problems whose cap the plugin refuses are drawn again; the rest are checked (and would fail if broken)."""
+    report = checker.check([NeedsThreeForwards()], strategies=["threshold"], examples=6)
+    assert report.ok, [(c.invariant, c.error) for c in report.cells if c.status == checker.FAIL]
+    assert report.cell("contract", "threshold").status == checker.PASS
+
+
+def test_a_plugin_refusing_every_problem_is_not_applicable_with_its_reason():
+    class RefusesAll:
+        @hookimpl
+        def promote(self, state):
+            from workbench import UnsupportedSettings
+
+            raise UnsupportedSettings("runs only on a GPU")
+
+    cell = checker.check([RefusesAll()], strategies=["threshold"], examples=3).cell("contract", "threshold")
+    assert cell.status == checker.NA and "runs only on a GPU" in cell.note
+
+
+def test_a_plain_value_error_is_still_a_failure():
+    class Raises:
+        @hookimpl
+        def promote(self, state):
+            raise ValueError("a bug, not a refusal")
+
+    cell = checker.check([Raises()], strategies=["threshold"], examples=3).cell("contract", "threshold")
+    assert cell.status == checker.FAIL and "a bug, not a refusal" in cell.error
+
+
+def test_run_prints_a_third_party_refusal_as_one_usage_line(tmp_path, capsys):
+    path = write_plugin(tmp_path, "needs_three", """
+        from plugins.promotion import leftmost
+        from workbench import UnsupportedSettings
+
+        class NeedsThree:
+            @hookimpl
+            def promote(self, state):
+                if state.cap < 3:
+                    raise UnsupportedSettings(f"the cap is {state.cap}: pass --max-forwards 3")
+                return leftmost(state)
+        """)
+    code = main(["run", "--strategy", "threshold", "--trainer", "oput", "--plugin", str(path), "--limit", "2",
+                 "--max-forwards", "2", "--store", str(tmp_path / "r.db")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "the cap is 2: pass --max-forwards 3" in err.strip().splitlines()[-1]

@@ -186,7 +186,11 @@ def test_the_sampler_says_when_the_cap_is_below_its_steps(small):
 
     _, denoiser = small
     with pytest.raises(PluginRuntimeError, match=r"max_denoising_steps=48 steps per block, but the forward cap is 8"):
-        generate(denoiser, [[5]], make_manager("uniform-eb"), DecodeConfig(block_size=8, max_new_tokens=8))
+        generate(denoiser, [[5]], make_manager("uniform-eb"),
+                 DecodeConfig(block_size=8, max_new_tokens=8, max_forwards_per_block=8))
+    # Without a cap of its own the decode takes the schedule's (uniform-eb declares forwards_per_block).
+    (row,) = generate(denoiser, [[5]], make_manager("uniform-eb"), DecodeConfig(block_size=8, max_new_tokens=8))
+    assert max(row.block_steps) <= 48
 
 
 @pytest.fixture(scope="module")

@@ -60,6 +60,7 @@ _EXPORTS = {
     "PluginError": "workbench.decoding.registry",
     "PluginContractError": "workbench.decoding.contract",
     "PluginRuntimeError": "workbench.decoding.contract",
+    "UnsupportedSettings": "workbench.decoding.contract",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -84,7 +85,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load
     from workbench.authoring.checker import BUILTIN_NAMES as CHECK_STRATEGIES  # noqa: F401
     from workbench.authoring.checker import check as check_plugins, hand_state  # noqa: F401
     from workbench.authoring.properties import check_plugin as check_invariants  # noqa: F401
-    from workbench.decoding.contract import PluginContractError, PluginRuntimeError  # noqa: F401
+    from workbench.decoding.contract import PluginContractError, PluginRuntimeError, UnsupportedSettings  # noqa: F401
     from workbench.decoding.loop import generate  # noqa: F401
     from workbench.decoding.markers import hookimpl  # noqa: F401
     from workbench.decoding.registry import PluginError, decision_providers, load_plugin_file, make_manager  # noqa: F401

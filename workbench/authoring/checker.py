@@ -35,12 +35,13 @@ from pathlib import Path
 import attrs
 import pluggy
 import torch
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import HealthCheck, Phase, Verbosity, given, reject, settings
+from hypothesis.errors import Unsatisfiable
 from hypothesis import strategies as st
 
 from workbench.authoring import properties as P
 from workbench.decoding import registry
-from workbench.decoding.contract import PluginContractError, PluginRuntimeError
+from workbench.decoding.contract import PluginContractError, PluginRuntimeError, UnsupportedSettings
 from workbench.decoding.loop import generate
 from workbench.decoding.registry import (
     PluginLoadError, implemented_hooks, load_plugin_file, make_manager,
@@ -331,18 +332,34 @@ def _error_text(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}{where}"
 
 
+def _settings_refusal(err: BaseException | None) -> str | None:
+    """The message of an `UnsupportedSettings` behind `err` (raised by a hook, wrapped by the core), else None."""
+    while err is not None:
+        if isinstance(err, PluginRuntimeError):
+            err = err.error
+        if isinstance(err, UnsupportedSettings):
+            return str(err)
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def _run_cell(inv: Invariant, strategy: str, plugins, examples: int) -> Cell:
     try:
         tau_param = registry.strategy_threshold_param(strategy)
     except registry.StrategyParamError:
         tau_param = None
     last: list = []
+    refused: list[str] = []
 
     def body(problem):
         params = {tau_param: problem.tau} if tau_param else {}
         try:
             inv.run(_manager_factory(strategy, params, plugins), problem)
         except Exception as err:
+            refusal = _settings_refusal(err)
+            if refusal is not None:  # the plugin cannot run these settings, and says so: not this invariant's case
+                refused[:] = [refusal]
+                reject()
             last[:] = [problem, params, err]
             raise
 
@@ -352,6 +369,9 @@ def _run_cell(inv: Invariant, strategy: str, plugins, examples: int) -> Cell:
                     report_multiple_bugs=False)(given(inv.problems())(body))
     try:
         test()
+    except Unsatisfiable:
+        return Cell(invariant=inv.name, strategy=strategy, status=NA,
+                    note=f"the plugin refuses the settings of every problem drawn ({refused[0] if refused else '?'})")
     except Exception as err:  # the last failing call hypothesis ran is its shrunk, minimal example
         if not last:
             return Cell(invariant=inv.name, strategy=strategy, status=FAIL, error=_error_text(err))

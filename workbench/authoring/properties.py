@@ -88,8 +88,11 @@ class OracleDenoiser:
         return self.table[self.mask_id]
 
     def denoise(self, inputs_embeds, *, block_ids, valid):
-        pos = position_ids_from_valid(valid)
-        target = self.sequence[pos.clamp(max=len(self.sequence) - 1)]
+        return self.denoise_masked(inputs_embeds, position_ids=position_ids_from_valid(valid), attn_mask=None)
+
+    def denoise_masked(self, inputs_embeds, *, position_ids, attn_mask):
+        """The same certainty on an explicit layout (WINO's shadow block reads its copies' position ids)."""
+        target = self.sequence[position_ids.clamp(max=len(self.sequence) - 1)]
         return torch.nn.functional.one_hot(target, self.vocab_size).float() * self.LOGIT
 
     def answer(self, prompt_len: int, max_new_tokens: int) -> list[int]:

@@ -25,6 +25,14 @@ from workbench.decoding.state import FREE, BlockState, Guidance, Promotion
 HUGE_EMBEDDING_FACTOR = 1e6
 
 
+class UnsupportedSettings(ValueError):
+    """Raised by a hook implementation when this decode's settings are ones the strategy cannot run (a forward
+    cap below its fixed schedule, a decode temperature where it samples with its own, lengths its schedule
+    cannot split). The message says what to pass instead. `workbench run` prints it as a one-line usage error
+    (exit 2) whoever raised it; `check-plugin` skips the drawn problem (it is not a broken invariant) and
+    marks a cell `n/a` only when the plugin refuses every problem drawn for it."""
+
+
 class PluginContractError(RuntimeError):
     """A decision hook returned a result that breaks the core's contract."""
 
@@ -42,11 +50,13 @@ class PluginRuntimeError(RuntimeError):
 
     @property
     def about_input(self) -> bool:
-        """The project's own plugin refused what it was asked (bad settings, a model that lacks something):
-        its message is written for the user, so the CLI prints it as a one-line usage error."""
+        """A plugin refused settings it cannot run (`UnsupportedSettings`, anyone's), or the project's own
+        plugin refused what it was asked (bad settings, a model that lacks something): the message is written
+        for the user, so the CLI prints it as a one-line usage error."""
         from workbench.decoding.state import ModelInputsDenied
 
-        return self.builtin and isinstance(self.error, (ValueError, ModelInputsDenied))
+        return isinstance(self.error, UnsupportedSettings) or (
+            self.builtin and isinstance(self.error, (ValueError, ModelInputsDenied)))
 
     def traceback_text(self) -> str:
         """The original exception's traceback, for `--debug` output and bug reports."""
