@@ -2,9 +2,10 @@
 
 The recorders (`record_*.py`) each import one file or package from a checkout of an upstream repository
 given as `--upstream`, note the checkout's commit, draw the same prompts on the tiny model's vocabulary, and
-write a golden transcript (`tests/reference/README.md`) with a header naming where each number came from.
-Those steps live here once, so that every transcript is laid out and written the same way; what differs
-between upstream samplers (shims, views, cases) stays in each recorder.
+write a golden transcript (`tests/reference/README.md`) with a header naming where each number came from; the
+parity scripts (`*_parity.py`) share the checkout half and the `--set` parsing. Those steps live here once,
+so that every transcript is laid out and written the same way; what differs between upstream samplers
+(shims, views, cases) stays in each recorder.
 
 Nothing here imports upstream code by itself: the caller says which file, and this module only executes it.
 """
@@ -151,3 +152,15 @@ def record_main(doc: str, upstream_help: str, out: Path, out_help: str, load, re
         counted = f"{listed} divergences listed, " if divergences else ""
         print(f"{path}: {len(data['cases'])} cases, {counted}{path.stat().st_size} bytes")
 
+
+def parse_sets(pairs: list[str]) -> dict:
+    """`--set NAME=VALUE` pairs as parameters: a number where VALUE reads as one, true/false as booleans,
+    otherwise the string."""
+    out = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            out[key] = {"true": True, "false": False}.get(value.lower(), value)
+    return out
