@@ -47,12 +47,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import subprocess
 import sys
 import types
 from pathlib import Path
 
 import torch
+
+import recording  # beside this script
 
 DECODING = Path("dInfer/python/dinfer/decoding")  # DMax's dInfer fork, inside the checkout
 TAU_ACC = 0.9  # hard-coded in DMax's decode_uniform (`max_probs[active_index] >= 0.9`); the workbench's default
@@ -66,9 +67,7 @@ REFERENCE_SWITCHES = {"spd": {"mask_logit": "keep", "fill_at_cap": False},
 def load_dmax(upstream: Path):
     """DMax's `parallel_strategy` module, imported from the checkout as a package of its own (its `__init__`
     pulls in serving code this needs none of)."""
-    folder = upstream / DECODING
-    if not (folder / "parallel_strategy.py").is_file():
-        sys.exit(f"--upstream {upstream}: no {DECODING}/parallel_strategy.py (clone github.com/czg1225/DMax)")
+    folder = recording.require(upstream, DECODING / "parallel_strategy.py", "czg1225/DMax").parent
     torch._dynamo.config.disable = True  # its @torch.compile functions run eagerly (no compiler needed on the CPU)
     package = types.ModuleType("dmax_decoding")
     package.__path__ = [str(folder)]
@@ -183,17 +182,6 @@ def workbench_api():
                                  encode_prompt=encode_prompt, DEFAULT_TASK=DEFAULT_TASK, load_task=load_task)
 
 
-def parse_sets(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        try:
-            out[key] = float(value)
-        except ValueError:
-            out[key] = {"true": True, "false": False}.get(value.lower(), value)
-    return out
-
-
 def workbench_decode(wb, model, prompts, examples, strategy: str, params: dict, config, batch_size: int) -> list:
     """`RowResult`s of the workbench's decode, in batches of `batch_size` as `workbench run` decodes."""
     manager = wb.make_manager(strategy, params=params)
@@ -286,11 +274,10 @@ def main(argv=None) -> int:
     if args.dmax_arithmetic:
         dmax_arithmetic()
         args.cache = "none"
-    sets = parse_sets(args.set)
+    sets = recording.parse_sets(args.set)
     strategies = [s for s in args.strategies.split(",") if s]
     taus = [float(t) for t in args.tau_dec.split(",")]
-    commit = subprocess.run(["git", "-C", str(args.upstream), "rev-parse", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = recording.commit_of(args.upstream, strict=False)
     print(f"DMax {commit or '(commit unknown)'}; block {args.block_size}, {args.samples} samples, "
           f"workbench batch {args.batch_size}, cache {args.cache}"
           f"{', DMax arithmetic' if args.dmax_arithmetic else ''}")
@@ -317,7 +304,7 @@ def main(argv=None) -> int:
 def main_mask_logit(args) -> int:
     torch.set_num_threads(1)
     wb = workbench_api()
-    sets = parse_sets(args.set)
+    sets = recording.parse_sets(args.set)
     print(f"workbench alone, mask_logit remove vs keep; other parameters: {sets or 'defaults'}; block "
           f"{args.block_size}, {args.samples} samples, batch {args.batch_size}, cache {args.cache}")
     print(f"{'model':8} {'strategy':9} {'tau':>5} {'ids differ':>10} {'NFE differ':>10} {'acc remove':>10} "

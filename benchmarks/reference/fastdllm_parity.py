@@ -40,10 +40,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
+import importlib
 import json
 import random
-import subprocess
 import sys
 import tempfile
 import types
@@ -51,19 +50,16 @@ from pathlib import Path
 
 import torch
 
+import recording  # beside this script
+
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = {"none": "generate", "prefix": "generate_with_prefix_cache", "dual": "generate_with_dual_cache"}
 
 
 def load_fastdllm(upstream: Path):
     """(generate module, modelling module) from the checkout's `llada/` folder."""
-    llada = upstream / "llada"
-    if not (llada / "generate.py").is_file():
-        sys.exit(f"--upstream {upstream}: no llada/generate.py (clone github.com/NVlabs/Fast-dLLM)")
-    sys.path.insert(0, str(llada))  # generate.py imports `model.modeling_llada`
-    spec = importlib.util.spec_from_file_location("fastdllm_generate", llada / "generate.py")
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
+    sys.path.insert(0, str(upstream / "llada"))  # generate.py imports `model.modeling_llada`
+    gen = recording.load_module(upstream, "llada/generate.py", "fastdllm_generate", "NVlabs/Fast-dLLM")
     modelling, configuration = importlib.import_module("model.modeling_llada"), importlib.import_module(
         "model.configuration_llada")
     # Its configuration module registers its LLaDAConfig for model type "llada" in transformers' AutoConfig, for
@@ -191,17 +187,6 @@ def workbench_api():
                                  load_model=load_model)
 
 
-def parse_sets(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        try:
-            out[key] = float(value)
-        except ValueError:
-            out[key] = {"true": True, "false": False}.get(value.lower(), value)
-    return out
-
-
 def print_cell(label: str, prompts, ref: list[ReferenceRow], alone, together, show: int) -> None:
     n = len(prompts)
     same_ids = [r.ids == a.ids for r, a in zip(ref, alone)]
@@ -239,11 +224,10 @@ def main(argv=None) -> int:
 
     gen, modelling, configuration = load_fastdllm(args.upstream)
     wb = workbench_api()
-    commit = subprocess.run(["git", "-C", str(args.upstream), "rev-parse", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = recording.commit_of(args.upstream, strict=False)
     rng = random.Random(args.seed)
     prompts = [[BOS] + [rng.randrange(5, 40) for _ in range(rng.randint(1, 8))] for _ in range(args.prompts)]
-    sets = {"margin": 0.0, "mask_logit": "keep", **parse_sets(args.set)}
+    sets = {"margin": 0.0, "mask_logit": "keep", **recording.parse_sets(args.set)}
     print(f"Fast-dLLM {commit or '(commit unknown)'}; {args.prompts} prompts, gen {args.gen_length}, block "
           f"{args.block_size}, n_kv_heads {args.kv_heads}, workbench threshold {sets}")
     print(f"{'dtype':8} {'cache':6} {'tau':>4} {'rows b1':>8} {'rows b8':>8} {'ids':>7} {'NFE':>7} {'wasted':>6} "

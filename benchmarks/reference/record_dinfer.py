@@ -59,8 +59,6 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
-import json
-import subprocess
 import sys
 import types
 from pathlib import Path
@@ -69,10 +67,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks" / "reference"))
-
-import tiny  # noqa: E402
+import recording  # beside this script (its folder heads sys.path when it runs), as tiny is
+import tiny
+from recording import ROOT
 
 UPSTREAM_REPO = "inclusionAI/dInfer"
 DECODING = Path("python/dinfer/decoding")
@@ -80,8 +77,6 @@ H2E_SOURCE = Path("python/dinfer/model/modeling_fused_olmoe.py")
 SPEC = tiny.TinySpec(seed=2, init_std=1.6)  # EOS in about half the rows, a few MASK argmaxes, no stuck block
 # hierarchy-remask gets stuck on MASK argmaxes with SPEC (see the docstring); this one never is, and has EOS rows.
 REMASK_SPEC = tiny.TinySpec(seed=0, init_std=1.6)
-PROMPT_SEED = 1234
-PROMPT_LENGTHS = (2, 9, 5, 3, 8, 4, 7, 6)  # mixed, so the batch8 replay is left-padded
 STUCK_FORWARDS = 96  # per run: far above any finishing run here (see the docstring)
 
 
@@ -90,8 +85,7 @@ STUCK_FORWARDS = 96  # per run: far above any finishing run here (see the docstr
 
 def load_upstream(upstream: Path) -> types.SimpleNamespace:
     """dInfer's decoding modules and `H2Embed`, from the checkout (see the module docstring)."""
-    if not (upstream / DECODING / "parallel_strategy.py").is_file():
-        sys.exit(f"--upstream {upstream}: no {DECODING}/parallel_strategy.py (clone github.com/{UPSTREAM_REPO})")
+    recording.require(upstream, DECODING / "parallel_strategy.py", UPSTREAM_REPO)
     for name, path in (("dinfer", upstream / "python" / "dinfer"), ("dinfer.decoding", upstream / DECODING)):
         package = types.ModuleType(name)
         package.__path__ = [str(path)]  # a namespace for the submodules; its __init__ is never run
@@ -115,11 +109,6 @@ def load_h2embed(path: Path) -> type:
                  "get_tensor_model_parallel_rank": lambda: 0, "get_tensor_model_parallel_world_size": lambda: 1}
     exec(compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec"), namespace)
     return namespace["H2Embed"]
-
-
-def commit_of(upstream: Path) -> str:
-    return subprocess.run(["git", "-C", str(upstream), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
 
 
 class EngineView(tiny.UpstreamView):
@@ -148,11 +137,6 @@ class EngineView(tiny.UpstreamView):
 
 
 # -- runs --------------------------------------------------------------------------------------------------------
-
-
-def prompts(vocab: int) -> list[list[int]]:
-    gen = torch.Generator().manual_seed(PROMPT_SEED)
-    return [torch.randint(4, vocab, (n,), generator=gen).tolist() for n in PROMPT_LENGTHS]
 
 
 def left_padded(batch: list[list[int]]) -> tuple[torch.Tensor, list[int]]:
@@ -378,29 +362,22 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     up = load_upstream(args.upstream)
-    commit = commit_of(args.upstream)
+    commit = recording.commit_of(args.upstream)
     for strategy, path, function, record, spec in RECORDINGS:
         if args.only and strategy != args.only:
             continue
         model = tiny.build(spec)
         view = EngineView(model, up.H2Embed)
-        cases = record(up, view, prompts(spec.vocab_size))
-        transcript = {
-            "strategy": strategy,
-            "upstream": {"repository": UPSTREAM_REPO, "commit": commit, "path": path, "function": function},
-            "recorder": "benchmarks/reference/record_dinfer.py",
-            "model": {**spec.as_json(), "checksum": tiny.checksum(model)},
-            "cases": cases,
-        }
-        out = args.out_dir / strategy / "dinfer.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(transcript, indent=1) + "\n")
+        cases = record(up, view, recording.prompts(spec.vocab_size))
+        transcript = recording.transcript(strategy, recording.source(UPSTREAM_REPO, commit, path, function), __file__,
+                                          cases, model=tiny.described(spec, model))
+        out = recording.write(args.out_dir / strategy / "dinfer.json", transcript, compact=False)
         for case in cases:
             rows = case["batch1"]
             same = sum(r["ids"] == b for r, b in zip(rows, case.get("batch8") or [])) if case.get("batch8") else "-"
             print(f"{strategy} {case['name']}: nfe {[r['nfe'] for r in rows]}, ids {[len(r['ids']) for r in rows]}, "
                   f"upstream batch8 = batch1 in {same} rows")
-        print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+        print(f"wrote {recording.shown(out)}")
 
 
 if __name__ == "__main__":

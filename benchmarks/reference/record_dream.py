@@ -47,32 +47,24 @@ Shims (none changes a decision of `diffusion_generate`):
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import importlib.util
 import io
-import json
-import re
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks" / "reference"))
+import recording  # beside this script (its folder heads sys.path when it runs), as tiny is
+import tiny
+from recording import ROOT
 
-import tiny  # noqa: E402
-
-from workbench.decoding.rng import sample_seed  # noqa: E402
+from workbench.decoding.rng import sample_seed
 
 UPSTREAM_REPO = "NVlabs/Fast-dLLM"
 UPSTREAM_PATH = "dream/model/generation_utils.py"
 UPSTREAM_FUNCTION = "DreamGenerationMixin.diffusion_generate"
 OUT = ROOT / "tests" / "reference" / "dream"
-PROMPT_SEED = 1234
-PROMPT_LENGTHS = (2, 9, 5, 3, 8, 4, 7, 6)  # mixed, so the batched runs are left-padded
 GEN = 16  # generated positions: one Dream canvas = one workbench block
 SEED = 0  # DecodeConfig.seed of the sampled cases
 
@@ -101,23 +93,7 @@ FOLDER_CASES = [
 def load_upstream(upstream: Path):
     """The checkout's `generation_utils.py`, imported as a module of its own (it imports only torch and
     transformers' GenerationConfig / ModelOutput)."""
-    path = upstream / UPSTREAM_PATH
-    if not path.is_file():
-        sys.exit(f"--upstream {upstream}: no {UPSTREAM_PATH} (clone github.com/{UPSTREAM_REPO})")
-    spec = importlib.util.spec_from_file_location("dream_generation_utils", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def commit_of(upstream: Path) -> str:
-    return subprocess.run(["git", "-C", str(upstream), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
-
-
-def make_prompts(vocab: int) -> list[list[int]]:
-    gen = torch.Generator().manual_seed(PROMPT_SEED)
-    return [torch.randint(4, vocab, (n,), generator=gen).tolist() for n in PROMPT_LENGTHS]
+    return recording.load_module(upstream, UPSTREAM_PATH, "dream_generation_utils", UPSTREAM_REPO)
 
 
 def host_class(up):
@@ -170,9 +146,7 @@ def run_upstream(host, prompts: list[list[int]], settings: dict, seeds: list[int
         assert nfe == settings["steps"]  # one canvas: every forward belongs to it
         rows.append({"ids": tiny.cut_after_eos(generated), "nfe": nfe})
         live.append(open_forwards(view.log, 0, len(prompt)))
-    width = max(len(p) for p in prompts)
-    x = torch.tensor([[tiny.PAD] * (width - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    width, x, mask = recording.left_padded(prompts, tiny.PAD)
     if batched_seed is not None:
         torch.manual_seed(batched_seed)
     view.reset()
@@ -213,7 +187,7 @@ def record(up, commit: str, cases, note: str, sampled: bool, dtype: str = "float
     spec = tiny.TinySpec(seed=0, init_std=0.5, dtype=dtype)
     model = tiny.build(spec)
     host = host_class(up)(tiny.UpstreamView(model, shift=True))
-    prompts = make_prompts(spec.vocab_size)
+    prompts = recording.prompts(spec.vocab_size)
     out = []
     for name, settings in cases:
         seeds = [sample_seed(SEED, i) for i in range(len(prompts))] if sampled else None
@@ -232,13 +206,8 @@ def record(up, commit: str, cases, note: str, sampled: bool, dtype: str = "float
         if found:
             case["divergences"] = found
         out.append(case)
-    return {"strategy": "dream",
-            "upstream": {"repository": UPSTREAM_REPO, "commit": commit, "path": UPSTREAM_PATH,
-                         "function": UPSTREAM_FUNCTION},
-            "recorder": "benchmarks/reference/record_dream.py",
-            "note": note,
-            "model": {**spec.as_json(), "checksum": tiny.checksum(model)},
-            "cases": out}
+    upstream = recording.source(UPSTREAM_REPO, commit, UPSTREAM_PATH, UPSTREAM_FUNCTION)
+    return recording.transcript("dream", upstream, __file__, out, note=note, model=tiny.described(spec, model))
 
 
 def record_greedy(up, commit: str) -> dict:
@@ -284,9 +253,7 @@ def record_folder(up, commit: str) -> dict:
     import dream_like
     from workbench.models.adapters import load_adapter
 
-    gen = torch.Generator().manual_seed(PROMPT_SEED)
-    first = len(dream_like.SPECIALS)
-    prompts = [torch.randint(first, dream_like.VOCAB, (n,), generator=gen).tolist() for n in PROMPT_LENGTHS]
+    prompts = recording.prompts(dream_like.VOCAB, first=len(dream_like.SPECIALS))
     eos, cases = dream_like.EOS, []
     with tempfile.TemporaryDirectory() as tmp:
         folder = dream_like.write_dream(Path(tmp) / "dream", seed=FOLDER_SEED)
@@ -303,9 +270,7 @@ def record_folder(up, commit: str) -> dict:
                 live = sum(bool((ids[0, len(prompt):] == dream_like.MASK).any()) for ids in view.log)
                 if live < view.calls:
                     early.append(i)
-            width = max(len(p) for p in prompts)
-            x = torch.tensor([[dream_like.PAD] * (width - len(p)) + p for p in prompts])
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+            width, x, mask = recording.left_padded(prompts, dream_like.PAD)
             if sampled:
                 torch.manual_seed(SEED)
             view.reset()
@@ -325,21 +290,12 @@ def record_folder(up, commit: str) -> dict:
                 case["divergences"] = sorted(found, key=lambda d: d["row"])
             cases.append(case)
     weights = dream_like.weights(FOLDER_SEED)
-    return {"strategy": "dream",
-            "upstream": {"repository": UPSTREAM_REPO, "commit": commit, "path": UPSTREAM_PATH,
-                         "function": UPSTREAM_FUNCTION},
-            "recorder": "benchmarks/reference/record_dream.py",
-            "note": "Dream's sampler on the model of a folder in Dream's published layout (tests/dream_like.py), "
-                    "loaded by workbench.models.adapters.load_adapter; replayed by tests/test_dream_checkpoints.py",
-            "folder": {"writer": "tests/dream_like.py:write_dream", "seed": FOLDER_SEED,
-                       "checksum": round(float(sum(w.double().abs().sum() for w in weights.values())), 4)},
-            "cases": cases}
-
-
-def dumps(data: dict) -> str:
-    """Indented JSON with every list of numbers on one line (the transcripts stay small and diffable)."""
-    text = json.dumps(data, indent=1)
-    return re.sub(r"\[[-0-9.,\s]*\]", lambda m: re.sub(r"\s+", "", m.group()).replace(",", ", "), text) + "\n"
+    return recording.transcript(
+        "dream", recording.source(UPSTREAM_REPO, commit, UPSTREAM_PATH, UPSTREAM_FUNCTION), __file__, cases,
+        note="Dream's sampler on the model of a folder in Dream's published layout (tests/dream_like.py), "
+             "loaded by workbench.models.adapters.load_adapter; replayed by tests/test_dream_checkpoints.py",
+        folder={"writer": "tests/dream_like.py:write_dream", "seed": FOLDER_SEED,
+                "checksum": round(float(sum(w.double().abs().sum() for w in weights.values())), 4)})
 
 
 RECORDERS = {"greedy": record_greedy, "sampled": record_sampled, "bf16": record_bf16,
@@ -347,22 +303,8 @@ RECORDERS = {"greedy": record_greedy, "sampled": record_sampled, "bf16": record_
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--upstream", type=Path, required=True,
-                        help="a checkout of github.com/NVlabs/Fast-dLLM (its dream/model/generation_utils.py)")
-    parser.add_argument("--out", type=Path, default=OUT, help="folder of the transcripts (default: %(default)s)")
-    parser.add_argument("--only", choices=sorted(RECORDERS), action="append", help="record only these files")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    up, commit = load_upstream(args.upstream), commit_of(args.upstream)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name in args.only or RECORDERS:
-        data = RECORDERS[name](up, commit)
-        path = args.out / f"{name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(dumps(data))
-        divergent = sum(len(c.get("divergences", [])) for c in data["cases"])
-        print(f"{path}: {len(data['cases'])} cases, {divergent} divergences listed, {path.stat().st_size} bytes")
+    recording.record_main(__doc__, "a checkout of github.com/NVlabs/Fast-dLLM (its dream/model/generation_utils.py)",
+                          OUT, "folder of the transcripts (default: %(default)s)", load_upstream, RECORDERS)
 
 
 if __name__ == "__main__":

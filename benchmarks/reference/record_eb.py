@@ -30,21 +30,15 @@ canvas every forward).
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks" / "reference"))
+import recording  # beside this script (its folder heads sys.path when it runs), as tiny is
+import tiny
+from recording import ROOT
 
-import tiny  # noqa: E402
-
-from workbench.decoding.rng import sample_seed  # noqa: E402
+from workbench.decoding.rng import sample_seed
 
 UPSTREAM_REPO = "NEUIR/PC-Sampler"
 UPSTREAM_PATH = "src/generate.py"
@@ -53,8 +47,6 @@ OUT = ROOT / "tests" / "reference" / "eb" / "pc_sampler_baseline.json"
 # Peaked enough that several positions are near-certain at once, and a seed where the MASK logit matters (the
 # cases differ under mask_logit=remove) and no canvas gets stuck (seeds 0, 2, 5, 7 do: see the docstring).
 SPEC = tiny.TinySpec(seed=3, init_std=1.5)
-PROMPT_SEED = 1234
-PROMPT_LENGTHS = (2, 9, 5, 3, 8, 4, 7, 6)  # mixed, so the batch8 replay is left-padded
 GEN_LENGTH = 16
 SEED = 0  # DecodeConfig.seed of the sampled case
 STUCK_FORWARDS = 4 * GEN_LENGTH  # see the docstring: upstream has no cap
@@ -65,18 +57,7 @@ CASES = (("gamma0.01", 0.01, 0.0), ("gamma0.5", 0.5, 0.0), ("gamma0.1_sampled", 
 
 def load_upstream(upstream: Path):
     """PC-Sampler's `src/generate.py`, imported from the checkout as a module of its own."""
-    path = upstream / UPSTREAM_PATH
-    if not path.is_file():
-        sys.exit(f"--upstream {upstream}: no {UPSTREAM_PATH} (clone github.com/{UPSTREAM_REPO})")
-    spec = importlib.util.spec_from_file_location("pc_sampler_generate", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def commit_of(upstream: Path) -> str:
-    return subprocess.run(["git", "-C", str(upstream), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return recording.load_module(upstream, UPSTREAM_PATH, "pc_sampler_generate", UPSTREAM_REPO)
 
 
 class Guarded(tiny.UpstreamView):
@@ -88,11 +69,6 @@ class Guarded(tiny.UpstreamView):
         if self.calls >= self.limit:
             raise RuntimeError(f"upstream still has MASK after {self.limit} forwards (stuck on MASK argmaxes)")
         return super().__call__(input_ids, attention_mask, *args, **kwargs)
-
-
-def prompts(vocab: int) -> list[list[int]]:
-    gen = torch.Generator().manual_seed(PROMPT_SEED)
-    return [torch.randint(4, vocab, (n,), generator=gen).tolist() for n in PROMPT_LENGTHS]
 
 
 def run_case(upstream, view: Guarded, name: str, gamma: float, temperature: float, batch: list[list[int]]) -> dict:
@@ -126,33 +102,24 @@ def run_case(upstream, view: Guarded, name: str, gamma: float, temperature: floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--upstream", type=Path, required=True, help="checkout of github.com/NEUIR/PC-Sampler")
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser = recording.arguments(__doc__, "checkout of github.com/NEUIR/PC-Sampler", OUT)
     args = parser.parse_args()
     torch.set_num_threads(1)
     upstream = load_upstream(args.upstream)
     model = tiny.build(SPEC)
     view = Guarded(model)
-    batch = prompts(SPEC.vocab_size)
+    batch = recording.prompts(SPEC.vocab_size)
     cases = [run_case(upstream, view, *case, batch) for case in CASES]
-    transcript = {
-        "strategy": "eb",
-        "upstream": {"repository": UPSTREAM_REPO, "commit": commit_of(args.upstream), "path": UPSTREAM_PATH,
-                     "function": UPSTREAM_FUNCTION,
-                     "note": "third-party: the EB-Sampler authors published no code; this is PC-Sampler's "
-                             "baseline implementation of their rule"},
-        "recorder": "benchmarks/reference/record_eb.py",
-        "model": {**SPEC.as_json(), "checksum": tiny.checksum(model)},
-        "cases": cases,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(transcript, indent=1) + "\n")
+    source = recording.source(UPSTREAM_REPO, recording.commit_of(args.upstream), UPSTREAM_PATH, UPSTREAM_FUNCTION,
+                              note="third-party: the EB-Sampler authors published no code; this is PC-Sampler's "
+                                   "baseline implementation of their rule")
+    transcript = recording.transcript("eb", source, __file__, cases, model=tiny.described(SPEC, model))
+    recording.write(args.out, transcript, compact=False)
     for case in cases:
         nfe = [r["nfe"] for r in case["batch1"]]
         tokens = [len(r["ids"]) for r in case["batch1"]]
         print(f"{case['name']}: nfe {nfe}, ids {tokens}")
-    print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    print(f"wrote {recording.shown(args.out)}")
 
 
 if __name__ == "__main__":

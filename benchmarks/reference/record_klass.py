@@ -41,28 +41,20 @@ and lists the rows as divergences.
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
-import json
-import re
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks" / "reference"))
-
-import tiny  # noqa: E402
+import recording  # beside this script (its folder heads sys.path when it runs), as tiny is
+import tiny
+from recording import ROOT
 
 UPSTREAM_REPO = "shkim0116/KLASS"
 UPSTREAM_PATH = "src/model/llada_klass.py"
 UPSTREAM_FUNCTION = "stable_confident_decode"
 OUT = ROOT / "tests" / "reference" / "klass"
 SPEC = tiny.TinySpec(seed=1, init_std=0.7)  # spread confidences, and no MASK argmax at a masked position
-PROMPT_SEED = 1234
-PROMPT_LENGTHS = (2, 9, 5, 3, 8, 4, 7, 6)  # mixed lengths (the workbench's batch-8 replay is left-padded)
 LLADA_MASK = 126336  # hard-coded in upstream's function body
 GEN, BLOCK = 24, 8
 
@@ -88,23 +80,7 @@ REWRITE = ("a fallback step had to unmask more tokens than the block had masks; 
 
 def load_upstream(upstream: Path):
     """KLASS's `src/model/llada_klass.py`, imported from the checkout as a module of its own."""
-    path = upstream / UPSTREAM_PATH
-    if not path.is_file():
-        sys.exit(f"--upstream {upstream}: no {UPSTREAM_PATH} (clone github.com/{UPSTREAM_REPO})")
-    spec = importlib.util.spec_from_file_location("klass_llada", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def commit_of(upstream: Path) -> str:
-    return subprocess.run(["git", "-C", str(upstream), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
-
-
-def make_prompts(vocab: int) -> list[list[int]]:
-    gen = torch.Generator().manual_seed(PROMPT_SEED)
-    return [torch.randint(4, vocab, (n,), generator=gen).tolist() for n in PROMPT_LENGTHS]
+    return recording.load_module(upstream, UPSTREAM_PATH, "klass_llada", UPSTREAM_REPO)
 
 
 class KlassView(tiny.UpstreamView):
@@ -163,7 +139,7 @@ def settings_without_steps(settings: dict) -> dict:
 
 def record(up, commit: str) -> dict:
     model = tiny.build(SPEC)
-    prompts = make_prompts(SPEC.vocab_size)
+    prompts = recording.prompts(SPEC.vocab_size)
     cases = []
     for name, settings, params in CASES:
         rows, rewritten = run_upstream(up, model, prompts, settings)
@@ -178,35 +154,16 @@ def record(up, commit: str) -> dict:
         if divergent:
             case["divergences"] = divergent
         cases.append(case)
-    return {"strategy": "klass",
-            "upstream": {"repository": UPSTREAM_REPO, "commit": commit, "path": UPSTREAM_PATH,
-                         "function": UPSTREAM_FUNCTION},
-            "recorder": "benchmarks/reference/record_klass.py",
-            "note": "greedy KLASS (LLaDA version), batch 1 only upstream; the workbench's batch-8 replay must "
-                    "equal its batch-1 rows",
-            "model": {**SPEC.as_json(), "checksum": tiny.checksum(model)},
-            "cases": cases}
-
-
-def dumps(data: dict) -> str:
-    """Indented JSON with every list of numbers on one line (the transcripts stay small and diffable)."""
-    text = json.dumps(data, indent=1)
-    return re.sub(r"\[[-0-9.,\s]*\]", lambda m: re.sub(r"\s+", "", m.group()).replace(",", ", "), text) + "\n"
+    upstream = recording.source(UPSTREAM_REPO, commit, UPSTREAM_PATH, UPSTREAM_FUNCTION)
+    return recording.transcript("klass", upstream, __file__, cases, model=tiny.described(SPEC, model),
+                                note="greedy KLASS (LLaDA version), batch 1 only upstream; the workbench's batch-8 "
+                                     "replay must equal its batch-1 rows")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--upstream", type=Path, required=True, help="a checkout of github.com/shkim0116/KLASS")
-    parser.add_argument("--out", type=Path, default=OUT, help="folder of the transcript (default: %(default)s)")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    up, commit = load_upstream(args.upstream), commit_of(args.upstream)
-    args.out.mkdir(parents=True, exist_ok=True)
-    data = record(up, commit)
-    path = args.out / "greedy.json"
-    path.write_text(dumps(data))
-    divergent = sum(len(c.get("divergences", [])) for c in data["cases"])
-    print(f"{path}: {len(data['cases'])} cases, {divergent} divergences listed, {path.stat().st_size} bytes")
+    recording.record_main(__doc__, "a checkout of github.com/shkim0116/KLASS", OUT,
+                          "folder of the transcript (default: %(default)s)", load_upstream, {"greedy": record},
+                          only=False)
 
 
 if __name__ == "__main__":

@@ -44,30 +44,21 @@ Shims (none changes a decision of `generate`):
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
-import json
-import re
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks" / "reference"))
+import recording  # beside this script (its folder heads sys.path when it runs), as tiny is
+import tiny
+from recording import ROOT
 
-import tiny  # noqa: E402
-
-from workbench.decoding.rng import sample_seed  # noqa: E402
+from workbench.decoding.rng import sample_seed
 
 UPSTREAM_REPO = "ML-GSAI/LLaDA"
 UPSTREAM_PATH = "generate.py"
 UPSTREAM_FUNCTION = "generate"
 OUT = ROOT / "tests" / "reference" / "llada"
-PROMPT_SEED = 1234
-PROMPT_LENGTHS = (2, 9, 5, 3, 8, 4, 7, 6)  # mixed, so the batched runs are left-padded
 SEED = 0  # DecodeConfig.seed of the sampled cases
 LLADA_EOS, LLADA_EOT = 126081, 126348  # hard-coded in upstream's generate (LLaDA-8B's <|endoftext|>, <|eot_id|>)
 TINY_EOT = tiny.EOS + 1  # the tiny model's UNK (3) plays LLaDA's EoT in eos.json
@@ -95,25 +86,11 @@ EOS_CASES = [
     ("confidence_eos_eot_inf", dict(steps=16, gen_length=16, block_length=8, confidence_eos_eot_inf=True),
      {"confidence_eos_eot_inf": True, "eot_id": TINY_EOT}),
 ]
+
+
 def load_upstream(upstream: Path):
     """LLaDA's `generate.py`, imported from the checkout as a module of its own."""
-    path = upstream / UPSTREAM_PATH
-    if not path.is_file():
-        sys.exit(f"--upstream {upstream}: no {UPSTREAM_PATH} (clone github.com/{UPSTREAM_REPO})")
-    spec = importlib.util.spec_from_file_location("llada_generate", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def commit_of(upstream: Path) -> str:
-    return subprocess.run(["git", "-C", str(upstream), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
-
-
-def make_prompts(vocab: int) -> list[list[int]]:
-    gen = torch.Generator().manual_seed(PROMPT_SEED)
-    return [torch.randint(4, vocab, (n,), generator=gen).tolist() for n in PROMPT_LENGTHS]
+    return recording.load_module(upstream, UPSTREAM_PATH, "llada_generate", UPSTREAM_REPO)
 
 
 class EosVocabView(tiny.UpstreamView):
@@ -177,9 +154,7 @@ def run_upstream(up, view, prompts: list[list[int]], settings: dict, seeds: list
             assert nfe == tiny.forwards_until_eos_block(view.log, 0, len(prompt), generated, block), (i, nfe)
         rows.append({"ids": ids, "nfe": nfe})
         carried.append(carried_over(view.log, 0, len(prompt), generated, settings))
-    width = max(len(p) for p in prompts)
-    x = torch.tensor([[tiny.PAD] * (width - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    width, x, mask = recording.left_padded(prompts, tiny.PAD)
     if batched_seed is not None:
         torch.manual_seed(batched_seed)
     view.reset()
@@ -200,13 +175,8 @@ def case_of(name, upstream_settings, params, decode, prompts, rows, batch8, dive
 
 
 def transcript(commit: str, spec: tiny.TinySpec, model, cases: list[dict], note: str) -> dict:
-    return {"strategy": "llada",
-            "upstream": {"repository": UPSTREAM_REPO, "commit": commit, "path": UPSTREAM_PATH,
-                         "function": UPSTREAM_FUNCTION},
-            "recorder": "benchmarks/reference/record_llada.py",
-            "note": note,
-            "model": {**spec.as_json(), "checksum": tiny.checksum(model)},
-            "cases": cases}
+    upstream = recording.source(UPSTREAM_REPO, commit, UPSTREAM_PATH, UPSTREAM_FUNCTION)
+    return recording.transcript("llada", upstream, __file__, cases, note=note, model=tiny.described(spec, model))
 
 
 CARRY = ("upstream transferred a MASK argmax here, so its block ended with the position masked, and a later block "
@@ -247,7 +217,7 @@ def record(up, commit: str, view_of, cases, note: str) -> dict:
     """One transcript: each case run by upstream alone per prompt and as one left-padded batch."""
     spec = tiny.TinySpec(seed=0, init_std=0.5)
     model = tiny.build(spec)
-    prompts = make_prompts(spec.vocab_size)
+    prompts = recording.prompts(spec.vocab_size)
     out = []
     for name, settings, params, rng in cases:
         sampled = settings.get("temperature", 0) > 0 or settings.get("remasking") == "random"
@@ -282,30 +252,12 @@ def record_eos(up, commit: str) -> dict:
                   f"{LLADA_EOT} are the tiny model's {tiny.EOS} / {TINY_EOT}")
 
 
-def dumps(data: dict) -> str:
-    """Indented JSON with every list of numbers on one line (the transcripts stay small and diffable)."""
-    text = json.dumps(data, indent=1)
-    return re.sub(r"\[[-0-9.,\s]*\]", lambda m: re.sub(r"\s+", "", m.group()).replace(",", ", "), text) + "\n"
-
-
 RECORDERS = {"greedy": record_greedy, "sampled": record_sampled, "eos": record_eos}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--upstream", type=Path, required=True, help="a checkout of github.com/ML-GSAI/LLaDA")
-    parser.add_argument("--out", type=Path, default=OUT, help="folder of the transcripts (default: %(default)s)")
-    parser.add_argument("--only", choices=sorted(RECORDERS), action="append", help="record only these files")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    up, commit = load_upstream(args.upstream), commit_of(args.upstream)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name in args.only or RECORDERS:
-        data = RECORDERS[name](up, commit)
-        path = args.out / f"{name}.json"
-        path.write_text(dumps(data))
-        divergent = sum(len(c.get("divergences", [])) for c in data["cases"])
-        print(f"{path}: {len(data['cases'])} cases, {divergent} divergences listed, {path.stat().st_size} bytes")
+    recording.record_main(__doc__, "a checkout of github.com/ML-GSAI/LLaDA", OUT,
+                          "folder of the transcripts (default: %(default)s)", load_upstream, RECORDERS)
 
 
 if __name__ == "__main__":

@@ -26,20 +26,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import itertools
-import json
-import re
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT))
+from recording import ROOT  # beside this script (its folder heads sys.path when it runs), as tiny is
 
+sys.path.insert(0, str(ROOT))  # this checkout's workbench, ahead of an installed one (tiny imports it)
+
+import recording  # noqa: E402
 import tiny  # noqa: E402
 
 from workbench.harness.likelihood import elbo  # noqa: E402
@@ -63,14 +60,6 @@ CASES = [
 def load_upstream(path: Path):
     sys.path.insert(0, str(path))
     return importlib.import_module("get_log_likelihood")
-
-
-def commit_of(path: Path) -> str | None:
-    try:
-        return subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 @torch.no_grad()
@@ -143,19 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:11} L={len(answer)} M={mc_num} b={batch}: ELBO {exact_iid:.3f}, E[llada] {exact_llada:.3f}; "
               f"LLaDA's function {stats[-1]['llada_function']}, workbench llada {stats[-1]['workbench_llada']}, "
               f"workbench iid {stats[-1]['workbench_iid']}")
-    record = {
-        "upstream": {"repository": UPSTREAM_REPO, "commit": commit_of(args.upstream),
-                     "path": "get_log_likelihood.py", "function": "get_log_likelihood"},
-        "recorder": "benchmarks/reference/record_llada_likelihood.py",
-        "model": {**SPEC.as_json(), "checksum": tiny.checksum(model)},
-        "torch": torch.__version__,
-        "cases": cases,
-        "statistics": stats,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(record, indent=1)
-    text = re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)  # lists on one line
-    args.out.write_text(text + "\n")
+    source = recording.source(UPSTREAM_REPO, recording.commit_of(args.upstream, strict=False),
+                              "get_log_likelihood.py", "get_log_likelihood")
+    record = recording.transcript(None, source, __file__, cases, model=tiny.described(SPEC, model),
+                                  torch=torch.__version__)
+    recording.write(args.out, {**record, "statistics": stats})  # compact: lists of numbers on one line
     print(f"wrote {args.out}")
     return 0
 

@@ -24,21 +24,16 @@ draws LLaDA's Gumbel noise with `torch.rand_like`, float64, over the whole canva
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks" / "reference"))
+import recording  # beside this script (its folder heads sys.path when it runs), as tiny is
+import tiny
+from recording import ROOT
 
-import tiny  # noqa: E402
-
-from workbench.decoding.rng import sample_seed  # noqa: E402
+from workbench.decoding.rng import sample_seed
 
 UPSTREAM_REPO = "NEUIR/PC-Sampler"
 UPSTREAM_PATH = "src/generate.py"
@@ -48,8 +43,6 @@ OUT = HERE / "pc_sampler.json"
 CORPUS = HERE / "corpus" / "tiny.json"  # a non-uniform reference corpus over the tiny vocabulary
 UNIFORM = HERE / "corpus" / "uniform.json"  # no counts: every id gets 1 / num_token = 1 / V
 SPEC = tiny.TinySpec(seed=1, init_std=1.0)
-PROMPT_SEED = 1234
-PROMPT_LENGTHS = (2, 9, 5, 3, 8, 4, 7, 6)  # mixed, so the batch8 replay is left-padded
 GEN_LENGTH = 16
 SEED = 0  # DecodeConfig.seed of the sampled case
 
@@ -65,18 +58,7 @@ CASES = (
 def load_upstream(upstream: Path):
     """PC-Sampler's `src/generate.py`, imported from the checkout as a module of its own (it puts the checkout
     root on sys.path itself, for its `utils.load_json_or_jsonl`)."""
-    path = upstream / UPSTREAM_PATH
-    if not path.is_file():
-        sys.exit(f"--upstream {upstream}: no {UPSTREAM_PATH} (clone github.com/{UPSTREAM_REPO})")
-    spec = importlib.util.spec_from_file_location("pc_sampler_generate", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def commit_of(upstream: Path) -> str:
-    return subprocess.run(["git", "-C", str(upstream), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return recording.load_module(upstream, UPSTREAM_PATH, "pc_sampler_generate", UPSTREAM_REPO)
 
 
 def write_corpora(vocab: int) -> None:
@@ -88,11 +70,6 @@ def write_corpora(vocab: int) -> None:
     CORPUS.write_text(json.dumps({"num_token": sum(counts.values()),
                                   "p_baseline_dict": {str(t): c for t, c in counts.items()}}, indent=0) + "\n")
     UNIFORM.write_text(json.dumps({"num_token": vocab, "p_baseline_dict": {}}) + "\n")
-
-
-def prompts(vocab: int) -> list[list[int]]:
-    gen = torch.Generator().manual_seed(PROMPT_SEED)
-    return [torch.randint(4, vocab, (n,), generator=gen).tolist() for n in PROMPT_LENGTHS]
 
 
 def run_case(upstream, view: tiny.UpstreamView, case: tuple, batch: list[list[int]]) -> dict:
@@ -130,27 +107,18 @@ def run_case(upstream, view: tiny.UpstreamView, case: tuple, batch: list[list[in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--upstream", type=Path, required=True, help="checkout of github.com/NEUIR/PC-Sampler")
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser = recording.arguments(__doc__, "checkout of github.com/NEUIR/PC-Sampler", OUT)
     args = parser.parse_args()
     torch.set_num_threads(1)
     upstream = load_upstream(args.upstream)
     model = tiny.build(SPEC)
     view = tiny.UpstreamView(model)
     write_corpora(SPEC.vocab_size)
-    batch = prompts(SPEC.vocab_size)
+    batch = recording.prompts(SPEC.vocab_size)
     cases = [run_case(upstream, view, case, batch) for case in CASES]
-    transcript = {
-        "strategy": "pc-sampler",
-        "upstream": {"repository": UPSTREAM_REPO, "commit": commit_of(args.upstream), "path": UPSTREAM_PATH,
-                     "function": UPSTREAM_FUNCTION},
-        "recorder": "benchmarks/reference/record_pc_sampler.py",
-        "model": {**SPEC.as_json(), "checksum": tiny.checksum(model)},
-        "cases": cases,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(transcript, indent=1) + "\n")
+    source = recording.source(UPSTREAM_REPO, recording.commit_of(args.upstream), UPSTREAM_PATH, UPSTREAM_FUNCTION)
+    transcript = recording.transcript("pc-sampler", source, __file__, cases, model=tiny.described(SPEC, model))
+    recording.write(args.out, transcript, compact=False)
     for case in cases:
         nfe = [r["nfe"] for r in case["batch1"]]
         masks = sum(r["ids"].count(tiny.MASK) for r in case["batch1"])

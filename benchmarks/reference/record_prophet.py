@@ -29,29 +29,21 @@ exactly its scheduled k.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import importlib.util
 import io
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks" / "reference"))
-
-import tiny  # noqa: E402
+import recording  # beside this script (its folder heads sys.path when it runs), as tiny is
+import tiny
+from recording import ROOT
 
 UPSTREAM_REPO = "pixeli99/Prophet"
 UPSTREAM_PATH = "generate_earlyexit.py"
 UPSTREAM_FUNCTION = "generate"
 OUT = ROOT / "tests" / "reference" / "prophet" / "prophet.json"
 SPEC = tiny.TinySpec(seed=4, init_std=1.5)  # exits in every phase, runs without one, no MASK argmax transferred
-PROMPT_SEED = 1234
-PROMPT_LENGTHS = (2, 9, 5, 3, 8, 4, 7, 6)  # mixed, as in every transcript
 ANSWER_LENGTH = 5  # hard-coded in upstream's `generate` (eval_llada.py's `answer_length` is never passed on)
 THRESHOLDS = {"early": 7.5, "mid": 5.0, "late": 2.5}  # upstream's defaults (README, eval_llada.py)
 FORCED = (10, 11, 12)  # token ids standing in for "The answer is" (any ordinary ids >= 4)
@@ -66,23 +58,7 @@ CASES = (
 
 def load_upstream(upstream: Path):
     """Prophet's `generate_earlyexit.py`, imported from the checkout as a module of its own."""
-    path = upstream / UPSTREAM_PATH
-    if not path.is_file():
-        sys.exit(f"--upstream {upstream}: no {UPSTREAM_PATH} (clone github.com/{UPSTREAM_REPO})")
-    spec = importlib.util.spec_from_file_location("prophet_generate_earlyexit", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def commit_of(upstream: Path) -> str:
-    return subprocess.run(["git", "-C", str(upstream), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
-
-
-def prompts(vocab: int) -> list[list[int]]:
-    gen = torch.Generator().manual_seed(PROMPT_SEED)
-    return [torch.randint(4, vocab, (n,), generator=gen).tolist() for n in PROMPT_LENGTHS]
+    return recording.load_module(upstream, UPSTREAM_PATH, "prophet_generate_earlyexit", UPSTREAM_REPO)
 
 
 def check_schedule(upstream, log: list[torch.Tensor], final: torch.Tensor, prompt_len: int, gen_length: int,
@@ -143,30 +119,21 @@ def run_case(upstream, view: tiny.UpstreamView, name: str, gen_length: int, bloc
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--upstream", type=Path, required=True, help="checkout of github.com/pixeli99/Prophet")
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser = recording.arguments(__doc__, "checkout of github.com/pixeli99/Prophet", OUT)
     args = parser.parse_args()
     torch.set_num_threads(1)
     upstream = load_upstream(args.upstream)
     model = tiny.build(SPEC)
     view = tiny.UpstreamView(model)
-    batch = prompts(SPEC.vocab_size)
+    batch = recording.prompts(SPEC.vocab_size)
     cases = [run_case(upstream, view, *case, batch) for case in CASES]
-    transcript = {
-        "strategy": "prophet",
-        "upstream": {"repository": UPSTREAM_REPO, "commit": commit_of(args.upstream), "path": UPSTREAM_PATH,
-                     "function": UPSTREAM_FUNCTION},
-        "recorder": "benchmarks/reference/record_prophet.py",
-        "model": {**SPEC.as_json(), "checksum": tiny.checksum(model)},
-        "cases": cases,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(transcript, indent=1) + "\n")
+    source = recording.source(UPSTREAM_REPO, recording.commit_of(args.upstream), UPSTREAM_PATH, UPSTREAM_FUNCTION)
+    transcript = recording.transcript("prophet", source, __file__, cases, model=tiny.described(SPEC, model))
+    recording.write(args.out, transcript, compact=False)
     for case in cases:
         print(f"{case['name']}: nfe {[r['nfe'] for r in case['batch1']]}, "
               f"exit {[r['exit_step'] for r in case['batch1']]}, ids {[len(r['ids']) for r in case['batch1']]}")
-    print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    print(f"wrote {recording.shown(args.out)}")
 
 
 if __name__ == "__main__":

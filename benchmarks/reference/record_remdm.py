@@ -49,22 +49,18 @@ Shims (everything the authors' code touches that is not the sampler):
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import json
-import re
-import subprocess
 import sys
 import types
 from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT))
+from recording import ROOT  # beside this script (its folder heads sys.path when it runs), as tiny is
 
+sys.path.insert(0, str(ROOT))  # this checkout's workbench, ahead of an installed one (tiny imports it)
+
+import recording  # noqa: E402
 import tiny  # noqa: E402
 
 from workbench.decoding.rng import sample_seed  # noqa: E402
@@ -246,31 +242,22 @@ def record_case(diffusion, noise_schedule, model, case: dict) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--upstream", type=Path, required=True, help="checkout of kuleshov-group/remdm")
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser = recording.arguments(__doc__, "checkout of kuleshov-group/remdm", OUT)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    commit = subprocess.run(["git", "-C", str(args.upstream), "rev-parse", "HEAD"], capture_output=True,
-                            text=True, check=True).stdout.strip()
+    commit = recording.commit_of(args.upstream)
     diffusion, noise_schedule = load_upstream(args.upstream.resolve())
     model = tiny.build(SPEC)
-    transcript = {
-        "strategy": "remdm",
-        "upstream": {"repository": UPSTREAM_REPO, "commit": commit, "path": "diffusion.py",
-                     "function": "Diffusion._sample (predictor ddpm_cache: Diffusion._ddpm_caching_update)"},
-        "recorder": "benchmarks/reference/record_remdm.py",
-        "model": {**SPEC.as_json(), "checksum": tiny.checksum(model)},
-        "cases": [record_case(diffusion, noise_schedule, model, case) for case in CASES],
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(transcript, indent=1)
-    text = re.sub(r"\[[\d\s,.-]*\]", lambda m: json.dumps(json.loads(m.group(0))), text)  # one line per id list
-    args.out.write_text(text + "\n")
+    source = recording.source(UPSTREAM_REPO, commit, "diffusion.py",
+                              "Diffusion._sample (predictor ddpm_cache: Diffusion._ddpm_caching_update)")
+    described = tiny.described(SPEC, model)
+    cases = [record_case(diffusion, noise_schedule, model, case) for case in CASES]
+    transcript = recording.transcript("remdm", source, __file__, cases, model=described)
+    recording.write(args.out, transcript)  # compact: one line per id list
     for case in transcript["cases"]:
         eos = sum(tiny.EOS in r["ids"] for r in case["batch1"])
         print(f"{case['name']}: nfe {[r['nfe'] for r in case['batch1']]}, {eos}/8 rows end in EOS")
-    print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    print(f"wrote {recording.shown(args.out)}")
 
 
 if __name__ == "__main__":

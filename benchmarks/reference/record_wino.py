@@ -39,29 +39,21 @@ position is MASK; the model spec (seed 1, init_std 0.7) was chosen so that none 
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
-import json
-import re
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks" / "reference"))
-
-import tiny  # noqa: E402
+import recording  # beside this script (its folder heads sys.path when it runs), as tiny is
+import tiny
+from recording import ROOT
 
 UPSTREAM_REPO = "Feng-Hong/WINO-DLLM"
 UPSTREAM_PATH = "LLaDA/decoding.py"
 UPSTREAM_FUNCTION = "decoding_wino"
 OUT = ROOT / "tests" / "reference" / "wino"
 SPEC = tiny.TinySpec(seed=1, init_std=0.7)  # spread confidences, and no MASK argmax at a masked position
-PROMPT_SEED = 1234
-PROMPT_LENGTHS = (2, 9, 5, 3, 8, 4, 7, 6)  # mixed lengths (the workbench's batch-8 replay is left-padded)
 
 # (name, upstream keyword arguments of decoding_wino, workbench strategy params)
 CASES = [
@@ -75,23 +67,7 @@ REFERENCE_PARAMS = {"mask_logit": "keep"}  # upstream's softmax includes the MAS
 
 def load_upstream(upstream: Path):
     """WINO's `LLaDA/decoding.py`, imported from the checkout as a module of its own."""
-    path = upstream / UPSTREAM_PATH
-    if not path.is_file():
-        sys.exit(f"--upstream {upstream}: no {UPSTREAM_PATH} (clone github.com/{UPSTREAM_REPO})")
-    spec = importlib.util.spec_from_file_location("wino_decoding", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def commit_of(upstream: Path) -> str:
-    return subprocess.run(["git", "-C", str(upstream), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
-
-
-def make_prompts(vocab: int) -> list[list[int]]:
-    gen = torch.Generator().manual_seed(PROMPT_SEED)
-    return [torch.randint(4, vocab, (n,), generator=gen).tolist() for n in PROMPT_LENGTHS]
+    return recording.load_module(upstream, UPSTREAM_PATH, "wino_decoding", UPSTREAM_REPO)
 
 
 class ShadowView(tiny.UpstreamView):
@@ -134,7 +110,7 @@ def run_upstream(up, model, prompts: list[list[int]], settings: dict) -> list[di
 
 def record(up, commit: str) -> dict:
     model = tiny.build(SPEC)
-    prompts = make_prompts(SPEC.vocab_size)
+    prompts = recording.prompts(SPEC.vocab_size)
     cases = []
     for name, settings, params in CASES:
         rows = run_upstream(up, model, prompts, settings)
@@ -144,34 +120,17 @@ def record(up, commit: str) -> dict:
                                     "decode": {"block_size": settings["block_length"],
                                                "max_new_tokens": settings["gen_length"]}},
                       "prompts": prompts, "batch1": rows})
-    return {"strategy": "wino",
-            "upstream": {"repository": UPSTREAM_REPO, "commit": commit, "path": UPSTREAM_PATH,
-                         "function": UPSTREAM_FUNCTION},
-            "recorder": "benchmarks/reference/record_wino.py",
-            "note": "greedy WINO (wide-in threshold, narrow-out verification on the shadow block), batch 1 only "
-                    "upstream; the workbench's batch-8 replay must equal its batch-1 rows",
-            "model": {**SPEC.as_json(), "checksum": tiny.checksum(model)},
-            "cases": cases}
-
-
-def dumps(data: dict) -> str:
-    """Indented JSON with every list of numbers on one line (the transcripts stay small and diffable)."""
-    text = json.dumps(data, indent=1)
-    return re.sub(r"\[[-0-9.,\s]*\]", lambda m: re.sub(r"\s+", "", m.group()).replace(",", ", "), text) + "\n"
+    upstream = recording.source(UPSTREAM_REPO, commit, UPSTREAM_PATH, UPSTREAM_FUNCTION)
+    return recording.transcript("wino", upstream, __file__, cases, model=tiny.described(SPEC, model),
+                                note="greedy WINO (wide-in threshold, narrow-out verification on the shadow block), "
+                                     "batch 1 only upstream; the workbench's batch-8 replay must equal its batch-1 "
+                                     "rows")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--upstream", type=Path, required=True, help="a checkout of github.com/Feng-Hong/WINO-DLLM")
-    parser.add_argument("--out", type=Path, default=OUT, help="folder of the transcript (default: %(default)s)")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    up, commit = load_upstream(args.upstream), commit_of(args.upstream)
-    args.out.mkdir(parents=True, exist_ok=True)
-    data = record(up, commit)
-    path = args.out / "greedy.json"
-    path.write_text(dumps(data))
-    print(f"{path}: {len(data['cases'])} cases, {path.stat().st_size} bytes")
+    recording.record_main(__doc__, "a checkout of github.com/Feng-Hong/WINO-DLLM", OUT,
+                          "folder of the transcript (default: %(default)s)", load_upstream, {"greedy": record},
+                          only=False, divergences=False)  # WINO's transcript lists no divergences
 
 
 if __name__ == "__main__":

@@ -62,6 +62,11 @@ def checksum(model: NativeDenoiser) -> float:
     return round(float(model(ids).abs().double().sum()), 4)
 
 
+def described(spec: TinySpec, model: NativeDenoiser) -> dict:
+    """A transcript's `model` entry: the spec `build` reads back, and the checksum that proves it did."""
+    return {**spec.as_json(), "checksum": checksum(model)}
+
+
 class UpstreamView:
     """`model(input_ids, attention_mask=None)` -> `.logits`, as the authors' samplers call a HF dLLM.
 
