@@ -157,10 +157,12 @@ class Klass:
         return Promotion(positions=chosen, tokens=tokens, fallback=False)
 
     @hookimpl
-    def commit(self, state: BlockState) -> torch.Tensor | None:
-        """Called by the core when rows finish; with `fill_at_cap=false` returns `state.ids` (positions still
-        open at the cap stay masked, upstream), else None (the core fills them with their top)."""
-        return None if self.fill_at_cap else state.ids
+    def commit(self, state: BlockState) -> torch.Tensor:
+        """Called by the core when rows finish; returns the block's final ids: unmasked tokens as they are, and
+        the positions still open at the cap filled with their top, or left masked with `fill_at_cap=false`
+        (upstream). Answered here rather than deferred (None), so that composed with a refining strategy
+        (`check-plugin klass` combines it with hard and spd) tokens stay final, as `claims` says."""
+        return torch.where(state.is_mask, state.top, state.ids) if self.fill_at_cap else state.ids
 
 
 STRATEGY = Klass
