@@ -114,7 +114,11 @@ def test_shadow_refused_where_it_cannot_be_appended(case):
     elif case == "uniform canvas":
         config = DecodeConfig(block_size=4, max_new_tokens=8, noise="uniform")
     else:
-        model = OracleDenoiser(list(range(4, 16)), vocab_size=16)
+        class CanvasOnly(OracleDenoiser):
+            """A denoiser with only the canvas forward (as a model adapter may be)."""
+            denoise_masked = None
+
+        model = CanvasOnly(list(range(4, 16)), vocab_size=16)
     with pytest.raises(ShadowUnavailable, match="'wino' needs the shadow block"):
         generate(model, [[5, 6]], make_manager("wino"), config)
 

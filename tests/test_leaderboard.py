@@ -51,20 +51,21 @@ def test_the_default_grid_is_each_strategys_own_and_a_given_tau_applies_to_all(m
 
 
 def test_all_skips_a_strategy_that_refuses_the_models_and_says_why(model_dir, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(ablate, "leaderboard_strategies", lambda: ["threshold", "uniform-eb"])
+    """Dream samples with its own temperature and refuses a decode temperature; threshold takes it."""
+    monkeypatch.setattr(ablate, "leaderboard_strategies", lambda: ["threshold", "dream"])
     assert cli(["ablate", "--strategies", "all", "--trainers", "oput", "--model-dir", str(model_dir), "--tau", "0.9",
-                "--limit", "2", "--json", "--quiet", "--store", str(tmp_path / "r.db")]) == 0
+                "--temperature", "0.5", "--limit", "2", "--json", "--quiet", "--store", str(tmp_path / "r.db")]) == 0
     out = capsys.readouterr()
     report = json.loads(out.out)
     assert {c["strategy"] for c in report["cells"]} == {"threshold"}
-    assert [s["strategy"] for s in report["skipped"]] == ["uniform-eb"]
-    assert "skipped uniform-eb on oput: uniform-eb runs max_denoising_steps" in out.err
+    assert [s["strategy"] for s in report["skipped"]] == ["dream"]
+    assert "skipped dream on oput: dream samples with its own temperature" in out.err
 
 
 def test_a_named_strategy_that_refuses_is_still_an_error(model_dir, tmp_path, capsys):
-    assert cli(["ablate", "--strategies", "uniform-eb", "--trainers", "oput", "--model-dir", str(model_dir),
-                "--tau", "0.9", "--limit", "2", "--quiet", "--store", str(tmp_path / "r.db")]) == 2
-    assert "max_denoising_steps" in capsys.readouterr().err
+    assert cli(["ablate", "--strategies", "dream", "--trainers", "oput", "--model-dir", str(model_dir),
+                "--tau", "0.9", "--temperature", "0.5", "--limit", "2", "--quiet", "--store", str(tmp_path / "r.db")]) == 2
+    assert "dream samples with its own temperature" in capsys.readouterr().err
 
 
 def test_the_fastest_kept_point_is_the_most_parallel_within_five_points():
