@@ -64,7 +64,8 @@ def test_all_skips_a_strategy_that_refuses_the_models_and_says_why(model_dir, tm
 
 def test_a_named_strategy_that_refuses_is_still_an_error(model_dir, tmp_path, capsys):
     assert cli(["ablate", "--strategies", "dream", "--trainers", "oput", "--model-dir", str(model_dir),
-                "--tau", "0.9", "--temperature", "0.5", "--limit", "2", "--quiet", "--store", str(tmp_path / "r.db")]) == 2
+                "--tau", "0.9", "--temperature", "0.5", "--limit", "2", "--quiet",
+                "--store", str(tmp_path / "r.db")]) == 2
     assert "dream samples with its own temperature" in capsys.readouterr().err
 
 
