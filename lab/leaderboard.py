@@ -16,7 +16,8 @@ def leaderboard(report: dict, trainers: list[str], task: str | None = None) -> s
     """Markdown table: rank, strategy, then per trainer `AUP` and `acc % / TPF (tau)` of its fastest kept point."""
     rows = [r for r in report["aup"] if task is None or r["task"] == task]
     by = {(r["strategy"], r["trainer"]): r for r in rows}
-    strategies = sorted({s for s, _ in by}, key=lambda s: -(by.get((s, trainers[0])) or {"aup": -1})["aup"])
+    # ranked by AUP on the first trainer; ties (and strategies missing there) by name, so reruns print the same
+    strategies = sorted({s for s, _ in by}, key=lambda s: (-(by.get((s, trainers[0])) or {"aup": -1})["aup"], s))
     head = ["rank", "strategy"] + [h for t in trainers for h in (f"AUP {t}", f"fastest within 5 pts, {t}")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rank, strategy in enumerate(strategies, 1):
